@@ -1,0 +1,146 @@
+//! Fused CPU recurrence: forward and backward through all `T` steps.
+//!
+//! Batch rows are independent in both directions of the recurrence, so the batch is split into one
+//! contiguous block of rows per thread **once per sequence**; each thread then runs all `T` steps of
+//! its rows with single-threaded GEMMs and the activation applied while the step's output is still in
+//! cache. No allocation and no synchronization happen inside the time loop. Results do not depend on
+//! the split: each row is computed by the same kernel either way.
+//!
+//! Forward, per step: `A_t[rows] += H_{t-1}[rows] W^T`, `H_t[rows] = phi(A_t[rows])`.
+//! Backward, per step (from `T-1` down to 0): `dH_t[rows] += Delta_{t+1}[rows] W`,
+//! `Delta_t[rows] = J_phi(A_t)^T dH_t[rows]`.
+
+use super::{mat, matmul, ops};
+use crate::backend::{Activation, SeqDims};
+use crate::scalar::Scalar;
+use faer::{MatMut, Par};
+
+/// Row ranges, one per thread, for a batch of `batch` rows.
+fn split(threads: usize, d: SeqDims) -> Vec<(usize, usize)> {
+    let work = d.t * d.batch * d.n * d.n;
+    let nt = if threads > 1 && d.batch >= 16 && work >= (1 << 18) { threads.min(d.batch / 8) } else { 1 };
+    let base = d.batch / nt;
+    let extra = d.batch % nt;
+    let mut out = Vec::with_capacity(nt);
+    let mut r0 = 0;
+    for i in 0..nt {
+        let rows = base + usize::from(i < extra);
+        out.push((r0, r0 + rows));
+        r0 += rows;
+    }
+    out
+}
+
+/// Splits each `[B, n]` block of `data` into the row ranges of `bounds`: result `[chunk][block]`.
+fn split_mut<'a, T>(data: &'a mut [T], bn: usize, n: usize, bounds: &[(usize, usize)]) -> Vec<Vec<&'a mut [T]>> {
+    let mut per: Vec<Vec<&mut [T]>> = bounds.iter().map(|_| Vec::with_capacity(data.len() / bn.max(1))).collect();
+    for block in data.chunks_exact_mut(bn) {
+        let mut rest = block;
+        for (ci, &(r0, r1)) in bounds.iter().enumerate() {
+            let (head, tail) = rest.split_at_mut((r1 - r0) * n);
+            per[ci].push(head);
+            rest = tail;
+        }
+    }
+    per
+}
+
+fn split_ref<'a, T>(data: &'a [T], bn: usize, n: usize, bounds: &[(usize, usize)]) -> Vec<Vec<&'a [T]>> {
+    let mut per: Vec<Vec<&[T]>> = bounds.iter().map(|_| Vec::with_capacity(data.len() / bn.max(1))).collect();
+    for block in data.chunks_exact(bn) {
+        let mut rest = block;
+        for (ci, &(r0, r1)) in bounds.iter().enumerate() {
+            let (head, tail) = rest.split_at((r1 - r0) * n);
+            per[ci].push(head);
+            rest = tail;
+        }
+    }
+    per
+}
+
+/// Runs `f` on every chunk, the chunks in parallel when there is more than one.
+fn run_chunks<C: Send, R: Send>(chunks: Vec<C>, f: impl Fn(C) -> R + Sync) -> Vec<R> {
+    if chunks.len() == 1 {
+        return chunks.into_iter().map(f).collect();
+    }
+    let mut results: Vec<Option<R>> = chunks.iter().map(|_| None).collect();
+    rayon::scope(|s| {
+        for (slot, chunk) in results.iter_mut().zip(chunks) {
+            let f = &f;
+            s.spawn(move |_| *slot = Some(f(chunk)));
+        }
+    });
+    results.into_iter().map(|r| r.expect("every chunk ran")).collect()
+}
+
+/// See the module docs. `pre` holds `X V^T + b` on entry; `h[0]` the initial state.
+pub(super) fn forward<T: Scalar>(
+    threads: usize,
+    w: &[T],
+    kind: Activation,
+    param: &[T],
+    pre: &mut [T],
+    h: &mut [T],
+    d: SeqDims,
+) {
+    let (bn, n) = (d.batch * d.n, d.n);
+    if bn == 0 {
+        return;
+    }
+    let bounds = split(threads, d);
+    let pres = split_mut(pre, bn, n, &bounds);
+    let hs = split_mut(h, bn, n, &bounds);
+    let wt = mat(w, n, n, true);
+    run_chunks(pres.into_iter().zip(hs).collect(), |(mut pre, mut h): (Vec<&mut [T]>, Vec<&mut [T]>)| {
+        for t in 0..d.t {
+            let rows = pre[t].len() / n;
+            let (done, next) = h.split_at_mut(t + 1);
+            let a = &mut *pre[t];
+            matmul(MatMut::from_row_major_slice_mut(a, rows, n), mat(done[t], rows, n, false), wt, T::one(), T::one(), Par::Seq);
+            ops::act_fwd(kind, param, a, next[0], n);
+        }
+    });
+}
+
+/// See the module docs. `dh` is used as workspace; `dparam` is accumulated.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn backward<T: Scalar>(
+    threads: usize,
+    w: &[T],
+    kind: Activation,
+    param: &[T],
+    pre: &[T],
+    h: &[T],
+    dh: &mut [T],
+    delta: &mut [T],
+    dparam: &mut [T],
+    d: SeqDims,
+) {
+    let (bn, n) = (d.batch * d.n, d.n);
+    if bn == 0 {
+        return;
+    }
+    let bounds = split(threads, d);
+    let pres = split_ref(pre, bn, n, &bounds);
+    let hs = split_ref(h, bn, n, &bounds);
+    let dhs = split_mut(dh, bn, n, &bounds);
+    let deltas = split_mut(delta, bn, n, &bounds);
+    let wm = mat(w, n, n, false);
+    let plen = dparam.len();
+    let chunks: Vec<_> = pres.into_iter().zip(hs).zip(dhs.into_iter().zip(deltas)).collect();
+    let grads = run_chunks(chunks, |((pre, h), (mut dh, mut delta))| {
+        let mut dp = vec![T::zero(); plen];
+        for t in (0..d.t).rev() {
+            let rows = pre[t].len() / n;
+            let (head, tail) = delta.split_at_mut(t + 1);
+            if t + 1 < d.t {
+                matmul(MatMut::from_row_major_slice_mut(dh[t], rows, n), mat(tail[0], rows, n, false), wm, T::one(), T::one(), Par::Seq);
+            }
+            ops::act_bwd(kind, param, pre[t], h[t + 1], dh[t], head[t], &mut dp, n);
+        }
+        dp
+    });
+    for g in grads {
+        dparam.iter_mut().zip(g).for_each(|(a, b)| *a = *a + b);
+    }
+}

@@ -1,0 +1,114 @@
+//! The thin driver interface the CUDA backend's launch code is generic over.
+//!
+//! Two implementations: [`super::cudarc_driver`] (real GPUs, through cudarc's driver API and NVRTC) and
+//! [`super::emu`] (the same `kernels/*.cu` compiled for the host and run by the emulation harness).
+//! Everything above this trait, launch code included, is shared, so it all runs in CI without a GPU.
+
+use crate::error::Result;
+use std::ffi::c_void;
+
+/// A device address (`CUdeviceptr` on a GPU; a host address under `emu`).
+pub type DevPtr = u64;
+
+/// Grid and block dimensions of a launch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaunchDims {
+    pub grid: (u32, u32, u32),
+    pub block: (u32, u32, u32),
+}
+
+/// One kernel argument, packed exactly as `cuLaunchKernel` takes it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Arg {
+    /// A device pointer (8 bytes).
+    Ptr(DevPtr),
+    /// `int`.
+    I32(i32),
+    /// `unsigned int`.
+    U32(u32),
+    /// `float`.
+    F32(f32),
+    /// `long long`.
+    I64(i64),
+    /// `double`.
+    F64(f64),
+}
+
+impl Arg {
+    /// Size in bytes of the C type.
+    pub fn size(&self) -> usize {
+        match self {
+            Arg::Ptr(_) | Arg::I64(_) | Arg::F64(_) => 8,
+            Arg::I32(_) | Arg::U32(_) | Arg::F32(_) => 4,
+        }
+    }
+    /// The value's bytes in an 8-byte little-endian slot (low bytes first, as the C type reads them).
+    pub fn slot(&self) -> u64 {
+        match *self {
+            Arg::Ptr(p) => p,
+            Arg::I32(v) => v as u32 as u64,
+            Arg::U32(v) => v as u64,
+            Arg::F32(v) => v.to_bits() as u64,
+            Arg::I64(v) => v as u64,
+            Arg::F64(v) => v.to_bits(),
+        }
+    }
+}
+
+/// Packs arguments into stable slots and hands out the `void**` array `cuLaunchKernel` wants.
+pub struct PackedArgs {
+    slots: Vec<u64>,
+    sizes: Vec<usize>,
+}
+
+impl PackedArgs {
+    /// Packs `args` in order.
+    pub fn new(args: &[Arg]) -> Self {
+        PackedArgs { slots: args.iter().map(Arg::slot).collect(), sizes: args.iter().map(Arg::size).collect() }
+    }
+    /// Pointers to each slot (valid while `self` lives and is not moved).
+    pub fn pointers(&mut self) -> Vec<*mut c_void> {
+        self.slots.iter_mut().map(|s| s as *mut u64 as *mut c_void).collect()
+    }
+    /// Size in bytes of each argument.
+    pub fn sizes(&self) -> &[usize] {
+        &self.sizes
+    }
+}
+
+/// Memory, copies and launches on one device.
+pub trait Driver: Send + Sync + 'static {
+    /// Human-readable device name.
+    fn name(&self) -> String;
+    /// Allocates `bytes` (uninitialized; at least 1 byte is allocated for `bytes == 0`).
+    fn alloc(&self, bytes: usize) -> Result<DevPtr>;
+    /// Frees an allocation made by [`Driver::alloc`].
+    ///
+    /// # Safety
+    /// `ptr` must come from this driver's `alloc` and must not be used afterwards.
+    unsafe fn free(&self, ptr: DevPtr);
+    /// Sets `bytes` bytes at `dst` to zero.
+    fn memset_zero(&self, dst: DevPtr, bytes: usize) -> Result<()>;
+    /// Host to device.
+    fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<()>;
+    /// Device to host (synchronizes).
+    fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()>;
+    /// Device to device.
+    fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()>;
+    /// Launches `kernel` (an `extern "C" __global__` entry point of kernel family `family`, i.e. of
+    /// `kernels/<family>.cu`). `params[i]` points at argument `i`, whose C type has `sizes[i]` bytes.
+    ///
+    /// # Safety
+    /// The arguments must match the kernel's signature and every pointer argument must address
+    /// device memory large enough for what the kernel touches with these dimensions.
+    unsafe fn launch(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        sizes: &[usize],
+    ) -> Result<()>;
+    /// Waits for all queued work.
+    fn synchronize(&self) -> Result<()>;
+}

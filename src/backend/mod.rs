@@ -1,0 +1,478 @@
+//! The device contract: every numerical operation the engine performs goes through [`Backend`].
+//!
+//! Everything above this module (cells, parametrizations, optimizers, the trainer) is generic over a
+//! backend and never branches on the device. Two levels live on the trait:
+//!
+//! 1. **Primitives**: GEMM with a fused epilogue, activations and their Jacobian-vector products,
+//!    losses, reductions, LU factor/solve, optimizer updates.
+//! 2. **Sequence ops**: [`Backend::recurrent_forward`] and [`Backend::recurrent_backward`] over all
+//!    `T` steps, with default implementations composed from the primitives. A backend overrides them
+//!    with a fused loop (the CPU backend splits the batch across threads for the whole sequence).
+//!
+//! # Layout
+//! Buffers are flat arrays of [`Backend::Elem`]. Matrices are **row-major and contiguous**; a batch of
+//! hidden states `H_t` is `[B, n]`, and a sequence is time-major `[T, B, n]`. The recurrence is
+//! `H_t = phi(H_{t-1} W^T + X_t V^T + b)` (column-vector convention: `h_t = phi(W h_{t-1} + V x_t + b)`).
+//!
+//! Views ([`Slice`], [`SliceMut`]) are `(buffer, offset, len)` triples; every op checks them against the
+//! buffer's length and returns [`Error::Shape`](crate::Error) rather than reading out of bounds.
+
+pub mod cpu;
+pub mod cuda;
+
+use crate::error::{Error, Result};
+use crate::scalar::Scalar;
+use num_traits::One;
+use serde::{Deserialize, Serialize};
+
+/// A device buffer: knows its length in elements.
+pub trait DeviceBuf: Send + Sync {
+    /// Number of elements.
+    fn len(&self) -> usize;
+    /// True when the buffer holds no elements.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A read-only window `[off, off + len)` of a device buffer.
+pub struct Slice<'a, B: Backend + ?Sized> {
+    /// The buffer.
+    pub buf: &'a B::Buf,
+    /// First element.
+    pub off: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl<B: Backend + ?Sized> Clone for Slice<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Slice<'_, B> {}
+
+impl<'a, B: Backend + ?Sized> Slice<'a, B> {
+    /// The whole buffer.
+    pub fn all(buf: &'a B::Buf) -> Self {
+        Slice { buf, off: 0, len: buf.len() }
+    }
+    /// A sub-window relative to this one. Panics if it does not fit (an internal invariant: shapes are
+    /// validated where models are built).
+    pub fn sub(self, off: usize, len: usize) -> Self {
+        assert!(off + len <= self.len, "sub-slice [{off}, {}) outside a view of length {}", off + len, self.len);
+        Slice { buf: self.buf, off: self.off + off, len }
+    }
+    /// Checks that the view lies inside its buffer and has `expected` elements.
+    pub fn check(&self, op: &'static str, expected: usize) -> Result<()> {
+        check_view(op, self.off, self.len, self.buf.len(), expected)
+    }
+}
+
+/// A writable window `[off, off + len)` of a device buffer.
+pub struct SliceMut<'a, B: Backend + ?Sized> {
+    /// The buffer.
+    pub buf: &'a mut B::Buf,
+    /// First element.
+    pub off: usize,
+    /// Number of elements.
+    pub len: usize,
+}
+
+impl<'a, B: Backend + ?Sized> SliceMut<'a, B> {
+    /// The whole buffer.
+    pub fn all(buf: &'a mut B::Buf) -> Self {
+        let len = buf.len();
+        SliceMut { buf, off: 0, len }
+    }
+    /// A sub-window relative to this one (consumes the view). Panics if it does not fit.
+    pub fn sub(self, off: usize, len: usize) -> Self {
+        assert!(off + len <= self.len, "sub-slice [{off}, {}) outside a view of length {}", off + len, self.len);
+        SliceMut { buf: self.buf, off: self.off + off, len }
+    }
+    /// A shorter-lived writable view of the same window.
+    pub fn rb(&mut self) -> SliceMut<'_, B> {
+        SliceMut { buf: self.buf, off: self.off, len: self.len }
+    }
+    /// A read-only view of the same window.
+    pub fn as_ref(&self) -> Slice<'_, B> {
+        Slice { buf: self.buf, off: self.off, len: self.len }
+    }
+    /// Checks that the view lies inside its buffer and has `expected` elements.
+    pub fn check(&self, op: &'static str, expected: usize) -> Result<()> {
+        check_view(op, self.off, self.len, self.buf.len(), expected)
+    }
+}
+
+fn check_view(op: &'static str, off: usize, len: usize, buf_len: usize, expected: usize) -> Result<()> {
+    if len != expected {
+        return Err(Error::shape(op, format!("{expected} elements"), format!("{len}")));
+    }
+    if off.checked_add(len).is_none_or(|end| end > buf_len) {
+        return Err(Error::shape(op, format!("a view inside a buffer of {buf_len}"), format!("[{off}, {})", off + len)));
+    }
+    Ok(())
+}
+
+/// Transition nonlinearities `phi`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Activation {
+    /// `tanh(x)`.
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
+    /// `max(x, 0) + alpha * min(x, 0)`; `alpha` is a one-element parameter buffer.
+    Prelu,
+    /// Orthogonal permutation linear unit: pairs `(x_{2i}, x_{2i+1}) -> (max, min)`; needs an even width.
+    Oplu,
+    /// `sign(x) * relu(|x| + b_j)` with a per-unit bias `b` (parameter buffer of the layer's width).
+    Modrelu,
+    /// `x` (a linear RNN).
+    Identity,
+}
+
+impl Activation {
+    /// Length of the parameter buffer this activation needs for a layer of width `n`.
+    pub fn param_len(self, n: usize) -> usize {
+        match self {
+            Activation::Prelu => 1,
+            Activation::Modrelu => n,
+            _ => 0,
+        }
+    }
+    /// Every activation, for tests and sweeps.
+    pub const ALL: [Activation; 6] =
+        [Activation::Tanh, Activation::Relu, Activation::Prelu, Activation::Oplu, Activation::Modrelu, Activation::Identity];
+}
+
+/// An activation together with its parameter buffer (PReLU slope, modReLU bias) where it has one.
+pub struct Act<'a, B: Backend + ?Sized> {
+    /// Which function.
+    pub kind: Activation,
+    /// Its parameters; `None` for parameter-free activations.
+    pub param: Option<Slice<'a, B>>,
+}
+
+impl<B: Backend + ?Sized> Clone for Act<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend + ?Sized> Copy for Act<'_, B> {}
+
+/// `C = alpha * op(A) op(B) + beta * C`, row-major, optionally batched with element strides.
+///
+/// `op(A)` is `[m, k]` (stored `[k, m]` when `trans_a`), `op(B)` is `[k, n]` (stored `[n, k]` when
+/// `trans_b`), `C` is `[m, n]`. With `batch > 1`, matrix `i` starts at `i * stride_*` in its view.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Gemm<T> {
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    pub trans_a: bool,
+    pub trans_b: bool,
+    pub alpha: T,
+    pub beta: T,
+    pub batch: usize,
+    pub stride_a: usize,
+    pub stride_b: usize,
+    pub stride_c: usize,
+}
+
+impl<T: Scalar> Gemm<T> {
+    /// `C = op(A) op(B)` (alpha 1, beta 0, one matrix).
+    pub fn new(m: usize, n: usize, k: usize) -> Self {
+        Gemm {
+            m,
+            n,
+            k,
+            trans_a: false,
+            trans_b: false,
+            alpha: T::one(),
+            beta: T::zero(),
+            batch: 1,
+            stride_a: m * k,
+            stride_b: k * n,
+            stride_c: m * n,
+        }
+    }
+    /// Transposes `A`.
+    pub fn ta(mut self) -> Self {
+        self.trans_a = true;
+        self
+    }
+    /// Transposes `B`.
+    pub fn tb(mut self) -> Self {
+        self.trans_b = true;
+        self
+    }
+    /// Sets alpha.
+    pub fn alpha(mut self, alpha: T) -> Self {
+        self.alpha = alpha;
+        self
+    }
+    /// Sets beta (1 accumulates into C).
+    pub fn beta(mut self, beta: T) -> Self {
+        self.beta = beta;
+        self
+    }
+    /// Number of elements each operand view must hold.
+    pub fn extents(&self) -> (usize, usize, usize) {
+        let ext = |stride: usize, one: usize| if self.batch == 0 { 0 } else { stride * (self.batch - 1) + one };
+        (ext(self.stride_a, self.m * self.k), ext(self.stride_b, self.k * self.n), ext(self.stride_c, self.m * self.n))
+    }
+    /// Floating-point operations.
+    pub fn flops(&self) -> f64 {
+        2.0 * (self.m * self.n * self.k * self.batch) as f64
+    }
+}
+
+/// What a GEMM does to `C` after the product: add a bias row (length `n`) to every row, then write
+/// `act(C)` to a second output. `C` keeps the pre-activation, which the backward pass needs.
+pub struct Epilogue<'a, B: Backend + ?Sized> {
+    /// Bias of length `n`, added to every row of `C`.
+    pub bias: Option<Slice<'a, B>>,
+    /// Activation and the `[m, n]` view receiving `act(C)`.
+    pub act: Option<(Act<'a, B>, SliceMut<'a, B>)>,
+}
+
+impl<B: Backend + ?Sized> Epilogue<'_, B> {
+    /// No epilogue.
+    pub fn none() -> Self {
+        Epilogue { bias: None, act: None }
+    }
+}
+
+/// Loss totals returned to the host (sums over counted rows; divide by `count` for the mean).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct LossStats {
+    /// Sum of per-row losses (natural log for cross-entropy; squared error for MSE).
+    pub sum: f64,
+    /// Rows whose arg-max matched the target (cross-entropy only).
+    pub correct: usize,
+    /// Rows counted (targets below zero are ignored by cross-entropy).
+    pub count: usize,
+}
+
+/// An optimizer update rule. Updates follow PyTorch's formulas (see [`crate::optim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum OptimRule {
+    /// `buf = mu * buf + g; p -= lr * (nesterov ? g + mu * buf : buf)` (plain SGD when `mu = 0`).
+    Sgd { momentum: f64, nesterov: bool },
+    /// `v = rho * v + (1 - rho) g^2; p -= lr * g / (sqrt(v) + eps)`.
+    RmsProp { rho: f64, eps: f64 },
+    /// Adam with bias correction.
+    Adam { beta1: f64, beta2: f64, eps: f64 },
+}
+
+/// One optimizer update of one parameter buffer.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimStep {
+    /// The rule.
+    pub rule: OptimRule,
+    /// Learning rate for this parameter (its group's rate).
+    pub lr: f64,
+    /// Coupled L2 weight decay: `g += wd * p` before the rule.
+    pub weight_decay: f64,
+    /// 1-based step count (Adam's bias correction).
+    pub t: u64,
+}
+
+/// Unary element-wise maps with a backward.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum MapOp {
+    /// Spectral margin `y = 2m (sigmoid(x) - 0.5) + 1`, so `y` lies in `[1 - m, 1 + m]`.
+    Margin { m: f64 },
+}
+
+/// Dimensions of a recurrent sequence op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqDims {
+    /// Time steps.
+    pub t: usize,
+    /// Batch rows.
+    pub batch: usize,
+    /// Hidden width.
+    pub n: usize,
+}
+
+/// The device contract. See the module docs for layouts.
+pub trait Backend: Clone + Send + Sync + 'static {
+    /// Element type of every buffer.
+    type Elem: Scalar;
+    /// An owned buffer on the device.
+    type Buf: DeviceBuf;
+    /// An LU factorization with partial pivoting of an `n x n` matrix.
+    type Lu: Send;
+
+    /// Human-readable device name (`"cpu"`, `"cuda:0 (H100)"`, `"emu"`).
+    fn name(&self) -> String;
+    /// Waits for queued work (a no-op on the CPU).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    // ---- memory ----
+    /// A zero-filled buffer.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    /// Copies host data into a new buffer.
+    fn upload(&self, host: &[Self::Elem]) -> Result<Self::Buf>;
+    /// Copies a view to the host.
+    fn download(&self, src: Slice<Self>) -> Result<Vec<Self::Elem>>;
+    /// Overwrites a view with host data of the same length.
+    fn write(&self, dst: SliceMut<Self>, host: &[Self::Elem]) -> Result<()>;
+    /// Copies between views of the same length.
+    fn copy(&self, src: Slice<Self>, dst: SliceMut<Self>) -> Result<()>;
+
+    // ---- GEMM ----
+    /// `C = alpha op(A) op(B) + beta C`, then the epilogue (see [`Gemm`], [`Epilogue`]).
+    fn gemm(&self, g: &Gemm<Self::Elem>, a: Slice<Self>, b: Slice<Self>, c: SliceMut<Self>, epi: Epilogue<Self>)
+    -> Result<()>;
+
+    // ---- element-wise ----
+    /// Sets every element to `v`.
+    fn fill(&self, x: SliceMut<Self>, v: Self::Elem) -> Result<()>;
+    /// `y = alpha x + beta y`.
+    fn axpby(&self, alpha: Self::Elem, x: Slice<Self>, beta: Self::Elem, y: SliceMut<Self>) -> Result<()>;
+    /// `X += v I` for an `n x n` matrix.
+    fn add_diag(&self, x: SliceMut<Self>, n: usize, v: Self::Elem) -> Result<()>;
+    /// `out = alpha (X - X^T)` for an `n x n` matrix (`out` must not alias `X`).
+    fn skew(&self, x: Slice<Self>, n: usize, alpha: Self::Elem, out: SliceMut<Self>) -> Result<()>;
+    /// `out = X^T` for `X` of shape `[rows, cols]`.
+    fn transpose(&self, x: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()>;
+    /// `out[i, j] = x[i, j] * s[j]` for `X` of shape `[rows, cols]`.
+    fn scale_cols(&self, x: Slice<Self>, s: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()>;
+    /// `y = f(x)` for a [`MapOp`].
+    fn map(&self, op: MapOp, x: Slice<Self>, y: SliceMut<Self>) -> Result<()>;
+    /// `dx = f'(x) * dy` for a [`MapOp`].
+    fn map_bwd(&self, op: MapOp, x: Slice<Self>, dy: Slice<Self>, dx: SliceMut<Self>) -> Result<()>;
+
+    // ---- activations (rows of width `cols`) ----
+    /// `h = phi(a)`.
+    fn act_fwd(&self, act: Act<Self>, a: Slice<Self>, h: SliceMut<Self>, cols: usize) -> Result<()>;
+    /// `da = J_phi(a)^T dh`; the parameter gradient (PReLU slope, modReLU bias) is **added** to
+    /// `dparam`. `h = phi(a)` is passed because some backends use it.
+    #[allow(clippy::too_many_arguments)]
+    fn act_bwd(
+        &self,
+        act: Act<Self>,
+        a: Slice<Self>,
+        h: Slice<Self>,
+        dh: Slice<Self>,
+        da: SliceMut<Self>,
+        dparam: Option<SliceMut<Self>>,
+        cols: usize,
+    ) -> Result<()>;
+
+    // ---- losses ----
+    /// Softmax cross-entropy over rows of `logits` (`[rows, classes]`). `targets[r]` is the class
+    /// index as a float; a negative target ignores the row. Writes `grad = scale (softmax - onehot)`
+    /// for counted rows and zero for ignored ones.
+    fn softmax_xent(
+        &self,
+        logits: Slice<Self>,
+        targets: Slice<Self>,
+        grad: SliceMut<Self>,
+        classes: usize,
+        scale: Self::Elem,
+    ) -> Result<LossStats>;
+    /// Squared error `sum (pred - target)^2`; writes `grad = 2 scale (pred - target)`.
+    fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: Self::Elem) -> Result<LossStats>;
+
+    // ---- reductions ----
+    /// `sum x_i^2`, accumulated in f64 on the host side of the result.
+    fn sum_sq(&self, x: Slice<Self>) -> Result<f64>;
+    /// `max |x_i|`.
+    fn max_abs(&self, x: Slice<Self>) -> Result<f64>;
+    /// Matrix 1-norm (largest absolute column sum) of an `n x n` matrix.
+    fn norm1(&self, x: Slice<Self>, n: usize) -> Result<f64>;
+    /// `out = beta out + sum over rows of X` (`X` is `[rows, cols]`): bias gradients.
+    fn col_sum(&self, x: Slice<Self>, rows: usize, cols: usize, beta: Self::Elem, out: SliceMut<Self>) -> Result<()>;
+    /// `out_j = sum_i a_ij b_ij` for `[rows, cols]` matrices: the diagonal of `A^T B`.
+    fn col_dot(&self, a: Slice<Self>, b: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()>;
+
+    // ---- linear algebra ----
+    /// Factors an `n x n` matrix with partial pivoting.
+    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<Self::Lu>;
+    /// Solves `A X = B` (or `A^T X = B`) in place; `B` is `[n, nrhs]`.
+    fn lu_solve(&self, lu: &Self::Lu, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()>;
+
+    // ---- optimizers ----
+    /// One update of `param` from `grad` with optimizer state `s1`, `s2` (same length as `param`).
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        param: SliceMut<Self>,
+        grad: Slice<Self>,
+        s1: SliceMut<Self>,
+        s2: SliceMut<Self>,
+    ) -> Result<()>;
+
+    // ---- sequence ops ----
+    /// The forward recurrence over `T` steps.
+    ///
+    /// - `w`: `[n, n]`, the transition matrix.
+    /// - `pre`: `[T, B, n]`; holds `X_t V^T + b` on entry and the pre-activations `a_t` on exit.
+    /// - `h`: `[T + 1, B, n]`; `h[0]` is the initial state on entry, `h[t + 1] = phi(a_t)` on exit.
+    fn recurrent_forward(
+        &self,
+        w: Slice<Self>,
+        act: Act<Self>,
+        mut pre: SliceMut<Self>,
+        mut h: SliceMut<Self>,
+        d: SeqDims,
+    ) -> Result<()> {
+        let bn = d.batch * d.n;
+        pre.check("recurrent_forward(pre)", d.t * bn)?;
+        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
+        let g = Gemm::new(d.batch, d.n, d.n).tb().beta(Self::Elem::one());
+        for t in 0..d.t {
+            self.gemm(&g, h.as_ref().sub(t * bn, bn), w, pre.rb().sub(t * bn, bn), Epilogue::none())?;
+            self.act_fwd(act, pre.as_ref().sub(t * bn, bn), h.rb().sub((t + 1) * bn, bn), d.n)?;
+        }
+        Ok(())
+    }
+
+    /// Back-propagation through the recurrence.
+    ///
+    /// - `pre`, `h`: as left by [`Backend::recurrent_forward`].
+    /// - `dh`: `[T, B, n]`, `dL/dh_{t+1}` from the outputs; **used as workspace** (overwritten).
+    /// - `delta`: `[T, B, n]`, receives `dL/da_t`.
+    /// - `dparam`: the activation's parameter gradient, accumulated.
+    #[allow(clippy::too_many_arguments)]
+    fn recurrent_backward(
+        &self,
+        w: Slice<Self>,
+        act: Act<Self>,
+        pre: Slice<Self>,
+        h: Slice<Self>,
+        mut dh: SliceMut<Self>,
+        mut delta: SliceMut<Self>,
+        mut dparam: Option<SliceMut<Self>>,
+        d: SeqDims,
+    ) -> Result<()> {
+        let bn = d.batch * d.n;
+        pre.check("recurrent_backward(pre)", d.t * bn)?;
+        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
+        dh.check("recurrent_backward(dh)", d.t * bn)?;
+        delta.check("recurrent_backward(delta)", d.t * bn)?;
+        let g = Gemm::new(d.batch, d.n, d.n).beta(Self::Elem::one());
+        for t in (0..d.t).rev() {
+            if t + 1 < d.t {
+                // dh_t += delta_{t+1} W
+                self.gemm(&g, delta.as_ref().sub((t + 1) * bn, bn), w, dh.rb().sub(t * bn, bn), Epilogue::none())?;
+            }
+            self.act_bwd(
+                act,
+                pre.sub(t * bn, bn),
+                h.sub((t + 1) * bn, bn),
+                dh.as_ref().sub(t * bn, bn),
+                delta.rb().sub(t * bn, bn),
+                dparam.as_mut().map(|p| p.rb()),
+                d.n,
+            )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,51 @@
+//! Floating-point element types: `f32` for training, `f64` for gradient checks.
+
+use std::fmt::{Debug, Display};
+
+/// A real floating-point element that every backend op is defined over.
+///
+/// `f32` is what training runs in on every backend; `f64` exists on the CPU backend so that
+/// gradients can be checked against central finite differences at 1e-6 relative error.
+pub trait Scalar:
+    num_traits::Float
+    + faer::traits::RealField
+    + bytemuck::Pod
+    + Default
+    + Debug
+    + Display
+    + Send
+    + Sync
+    + std::iter::Sum
+    + 'static
+{
+    /// `"f32"` or `"f64"`.
+    const NAME: &'static str;
+    /// Converts from `f64`, rounding.
+    fn of(x: f64) -> Self;
+    /// Widens to `f64`.
+    fn f64(self) -> f64;
+}
+
+impl Scalar for f32 {
+    const NAME: &'static str = "f32";
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Scalar for f64 {
+    const NAME: &'static str = "f64";
+    #[inline(always)]
+    fn of(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn f64(self) -> f64 {
+        self
+    }
+}

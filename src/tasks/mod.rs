@@ -1,0 +1,109 @@
+//! Tasks: synthetic (copy, adding) and file-backed (sequential/permuted/row-wise MNIST, PTB characters).
+//!
+//! A task hands the trainer host-side [`Batch`]es. Synthetic batches are a pure function of
+//! `(seed, iteration)`, so a resumed run sees exactly the data it would have seen.
+
+pub mod adding;
+pub mod copy;
+
+use crate::error::{Error, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// How outputs are scored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LossKind {
+    /// Softmax cross-entropy at every step where the target is not negative.
+    XentEveryStep { classes: usize },
+    /// Softmax cross-entropy at the last step only.
+    XentLastStep { classes: usize },
+    /// Mean squared error at the last step only, `dim` outputs.
+    MseLastStep { dim: usize },
+}
+
+impl LossKind {
+    /// Output width of the readout layer.
+    pub fn outputs(&self) -> usize {
+        match *self {
+            LossKind::XentEveryStep { classes } | LossKind::XentLastStep { classes } => classes,
+            LossKind::MseLastStep { dim } => dim,
+        }
+    }
+    /// True when only the last step is scored.
+    pub fn last_step_only(&self) -> bool {
+        !matches!(self, LossKind::XentEveryStep { .. })
+    }
+}
+
+/// One minibatch, time-major.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// Steps.
+    pub t: usize,
+    /// Rows.
+    pub batch: usize,
+    /// Input width per step.
+    pub input_dim: usize,
+    /// `[t, batch, input_dim]`.
+    pub x: Vec<f32>,
+    /// Cross-entropy every step: `[t, batch]` class ids (negative = not scored).
+    /// Last step only: `[batch]` class ids, or `[batch, dim]` regression targets.
+    pub y: Vec<f32>,
+}
+
+/// What a trivial predictor scores: the number a model must beat to have learned anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Baseline {
+    /// Loss of the trivial predictor (same units as the task's loss).
+    pub loss: f64,
+    /// Its accuracy, where accuracy applies.
+    pub accuracy: Option<f64>,
+    /// A sentence saying what the trivial predictor is.
+    pub what: &'static str,
+}
+
+/// A source of training and evaluation batches.
+pub trait Task: Send {
+    /// Short name (`copy`, `adding`, `mnist`, ...).
+    fn name(&self) -> String;
+    /// Input width per step.
+    fn input_dim(&self) -> usize;
+    /// Loss and output width.
+    fn loss(&self) -> LossKind;
+    /// Nominal sequence length (the longest, for variable-length tasks).
+    fn seq_len(&self) -> usize;
+    /// Training batch number `iter` (deterministic in the task's seed and `iter`).
+    fn train_batch(&self, iter: usize, batch: usize) -> Result<Batch>;
+    /// Number of evaluation batches of size `batch`.
+    fn eval_batches(&self, batch: usize) -> usize;
+    /// Evaluation batch `i` (validation data, or a fixed held-out synthetic set).
+    fn eval_batch(&self, i: usize, batch: usize) -> Result<Batch>;
+    /// The trivial predictor's score.
+    fn baseline(&self) -> Baseline;
+    /// The mask of steps whose accuracy is reported, when not every scored step counts
+    /// (the copy task reports accuracy on the last 10 steps only). `None`: all scored steps.
+    fn accuracy_steps(&self) -> Option<std::ops::Range<usize>> {
+        None
+    }
+    /// Training examples per epoch, when the task has a fixed training set.
+    fn train_size(&self) -> Option<usize> {
+        None
+    }
+}
+
+/// A generator for batch `iter` of stream `stream` under `seed`: independent of every other batch.
+pub fn batch_rng(seed: u64, stream: u64, iter: u64) -> ChaCha8Rng {
+    // SplitMix64-style mixing so that nearby (seed, stream, iter) triples give unrelated streams.
+    let mut z = seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ iter.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ChaCha8Rng::seed_from_u64(z ^ (z >> 31))
+}
+
+/// Validates a sequence length flag.
+pub fn check_seq_len(t: usize, min: usize) -> Result<()> {
+    if t < min {
+        return Err(Error::invalid("--seq-len", t, format!("must be at least {min}")));
+    }
+    Ok(())
+}

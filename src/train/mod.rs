@@ -1,0 +1,3 @@
+//! The trainer: iterations, evaluation, metrics, checkpoints, progress.
+
+pub mod metrics;
