@@ -8,6 +8,8 @@
 
 pub mod backend;
 pub mod error;
+pub mod linalg;
+pub mod plot;
 pub mod scalar;
 pub mod tasks;
 pub mod train;

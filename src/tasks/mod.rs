@@ -5,6 +5,9 @@
 
 pub mod adding;
 pub mod copy;
+pub mod idx;
+pub mod mnist;
+pub mod ptb;
 
 use crate::error::{Error, Result};
 use rand::SeedableRng;

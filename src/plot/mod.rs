@@ -1,0 +1,1 @@
+//! Plots (SVG and PNG) drawn from metrics files.
