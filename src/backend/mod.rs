@@ -109,7 +109,11 @@ fn check_view(op: &'static str, off: usize, len: usize, buf_len: usize, expected
         return Err(Error::shape(op, format!("{expected} elements"), format!("{len}")));
     }
     if off.checked_add(len).is_none_or(|end| end > buf_len) {
-        return Err(Error::shape(op, format!("a view inside a buffer of {buf_len}"), format!("[{off}, {})", off + len)));
+        return Err(Error::shape(
+            op,
+            format!("a view inside a buffer of {buf_len}"),
+            format!("[{off}, {})", off + len),
+        ));
     }
     Ok(())
 }
@@ -142,8 +146,14 @@ impl Activation {
         }
     }
     /// Every activation, for tests and sweeps.
-    pub const ALL: [Activation; 6] =
-        [Activation::Tanh, Activation::Relu, Activation::Prelu, Activation::Oplu, Activation::Modrelu, Activation::Identity];
+    pub const ALL: [Activation; 6] = [
+        Activation::Tanh,
+        Activation::Relu,
+        Activation::Prelu,
+        Activation::Oplu,
+        Activation::Modrelu,
+        Activation::Identity,
+    ];
 }
 
 /// An activation together with its parameter buffer (PReLU slope, modReLU bias) where it has one.
@@ -327,8 +337,14 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     // ---- GEMM ----
     /// `C = alpha op(A) op(B) + beta C`, then the epilogue (see [`Gemm`], [`Epilogue`]).
-    fn gemm(&self, g: &Gemm<Self::Elem>, a: Slice<Self>, b: Slice<Self>, c: SliceMut<Self>, epi: Epilogue<Self>)
-    -> Result<()>;
+    fn gemm(
+        &self,
+        g: &Gemm<Self::Elem>,
+        a: Slice<Self>,
+        b: Slice<Self>,
+        c: SliceMut<Self>,
+        epi: Epilogue<Self>,
+    ) -> Result<()>;
 
     // ---- element-wise ----
     /// Sets every element to `v`.
@@ -378,7 +394,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
         scale: Self::Elem,
     ) -> Result<LossStats>;
     /// Squared error `sum (pred - target)^2`; writes `grad = 2 scale (pred - target)`.
-    fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: Self::Elem) -> Result<LossStats>;
+    fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: Self::Elem)
+    -> Result<LossStats>;
 
     // ---- reductions ----
     /// `sum x_i^2`, accumulated in f64 on the host side of the result.

@@ -70,7 +70,11 @@ where
 
 /// A row-major `[rows, cols]` matrix view of `data` (transposed when `trans`: `data` holds `[cols, rows]`).
 pub(crate) fn mat<T: Scalar>(data: &[T], rows: usize, cols: usize, trans: bool) -> MatRef<'_, T> {
-    if trans { MatRef::from_row_major_slice(data, cols, rows).transpose() } else { MatRef::from_row_major_slice(data, rows, cols) }
+    if trans {
+        MatRef::from_row_major_slice(data, cols, rows).transpose()
+    } else {
+        MatRef::from_row_major_slice(data, rows, cols)
+    }
 }
 
 /// `C = alpha A B + beta C` on faer views.
@@ -82,7 +86,7 @@ pub(crate) fn matmul<T: Scalar>(c: MatMut<'_, T>, a: MatRef<'_, T>, b: MatRef<'_
         if beta != T::one() {
             for j in 0..c.ncols() {
                 for i in 0..c.nrows() {
-                    c[(i, j)] = c[(i, j)] * beta;
+                    c[(i, j)] *= beta;
                 }
             }
         }
@@ -146,7 +150,7 @@ impl<T: Scalar> Backend for Cpu<T> {
             let ci = &mut cv[i * g.stride_c..i * g.stride_c + g.m * g.n];
             let cm = MatMut::from_row_major_slice_mut(ci, g.m, g.n);
             if g.k == 0 {
-                ci.iter_mut().for_each(|v| *v = *v * g.beta);
+                ci.iter_mut().for_each(|v| *v *= g.beta);
             } else {
                 matmul(cm, mat(ai, g.m, g.k, g.trans_a), mat(bi, g.k, g.n, g.trans_b), g.alpha, g.beta, par);
             }
@@ -154,7 +158,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         if let Some(bias) = epi.bias {
             let bias = view(bias);
             for row in cv.chunks_exact_mut(g.n) {
-                row.iter_mut().zip(bias).for_each(|(v, &b)| *v = *v + b);
+                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
             }
         }
         if let Some((act, out)) = epi.act {
@@ -183,7 +187,7 @@ impl<T: Scalar> Backend for Cpu<T> {
     fn add_diag(&self, x: SliceMut<Self>, n: usize, v: T) -> Result<()> {
         x.check("add_diag", n * n)?;
         let x = view_mut(x);
-        (0..n).for_each(|i| x[i * n + i] = x[i * n + i] + v);
+        (0..n).for_each(|i| x[i * n + i] += v);
         Ok(())
     }
     fn skew(&self, x: Slice<Self>, n: usize, alpha: T, out: SliceMut<Self>) -> Result<()> {
@@ -275,7 +279,11 @@ impl<T: Scalar> Backend for Cpu<T> {
         grad.check("softmax_xent(grad)", rows * classes)?;
         let t = view(targets);
         if let Some(bad) = t.iter().find(|&&v| v.f64() >= classes as f64 || v.f64().fract() != 0.0) {
-            return Err(Error::invalid("target class", bad, format!("must be an integer in [0, {classes}) or negative")));
+            return Err(Error::invalid(
+                "target class",
+                bad,
+                format!("must be an integer in [0, {classes}) or negative"),
+            ));
         }
         Ok(ops::softmax_xent(view(logits), t, view_mut(grad), classes, scale))
     }
@@ -301,9 +309,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         x.check("col_sum(x)", rows * cols)?;
         out.check("col_sum(out)", cols)?;
         let o = view_mut(out);
-        o.iter_mut().for_each(|v| *v = *v * beta);
+        o.iter_mut().for_each(|v| *v *= beta);
         for row in view(x).chunks_exact(cols) {
-            o.iter_mut().zip(row).for_each(|(o, &x)| *o = *o + x);
+            o.iter_mut().zip(row).for_each(|(o, &x)| *o += x);
         }
         Ok(())
     }
@@ -314,7 +322,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         let o = view_mut(out);
         o.iter_mut().for_each(|v| *v = T::zero());
         for (ra, rb) in view(a).chunks_exact(cols).zip(view(b).chunks_exact(cols)) {
-            o.iter_mut().zip(ra.iter().zip(rb)).for_each(|(o, (&x, &y))| *o = *o + x * y);
+            o.iter_mut().zip(ra.iter().zip(rb)).for_each(|(o, (&x, &y))| *o += x * y);
         }
         Ok(())
     }
@@ -362,7 +370,14 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(())
     }
 
-    fn recurrent_forward(&self, w: Slice<Self>, act: Act<Self>, pre: SliceMut<Self>, h: SliceMut<Self>, d: SeqDims) -> Result<()> {
+    fn recurrent_forward(
+        &self,
+        w: Slice<Self>,
+        act: Act<Self>,
+        pre: SliceMut<Self>,
+        h: SliceMut<Self>,
+        d: SeqDims,
+    ) -> Result<()> {
         let bn = d.batch * d.n;
         w.check("recurrent_forward(w)", d.n * d.n)?;
         pre.check("recurrent_forward(pre)", d.t * bn)?;
@@ -399,17 +414,32 @@ impl<T: Scalar> Backend for Cpu<T> {
             Some(x) => view_mut(x),
             None => &mut [],
         };
-        recurrent::backward(self.threads, view(w), act.kind, param, view(pre), view(h), view_mut(dh), view_mut(delta), dp, d);
+        recurrent::backward(
+            self.threads,
+            view(w),
+            act.kind,
+            param,
+            view(pre),
+            view(h),
+            view_mut(dh),
+            view_mut(delta),
+            dp,
+            d,
+        );
         Ok(())
     }
 }
 
 fn check_act<B: Backend>(act: &Act<B>, len: usize, cols: usize) -> Result<()> {
-    if cols == 0 || len % cols != 0 {
+    if cols == 0 || !len.is_multiple_of(cols) {
         return Err(Error::shape("activation", format!("a multiple of the width {cols}"), len));
     }
-    if act.kind == super::Activation::Oplu && cols % 2 != 0 {
-        return Err(Error::invalid("activation", "oplu", format!("OPLU pairs units, so the width must be even (got {cols})")));
+    if act.kind == super::Activation::Oplu && !cols.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "activation",
+            "oplu",
+            format!("OPLU pairs units, so the width must be even (got {cols})"),
+        ));
     }
     let need = act.kind.param_len(cols);
     match &act.param {

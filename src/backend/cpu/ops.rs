@@ -94,11 +94,11 @@ pub fn act_bwd<T: Scalar>(
                     *d = g;
                 } else {
                     *d = alpha * g;
-                    ds = ds + g * x;
+                    ds += g * x;
                 }
             }
             if let Some(p) = dparam.first_mut() {
-                *p = *p + ds;
+                *p += ds;
             }
         }
         Activation::Modrelu => {
@@ -109,7 +109,7 @@ pub fn act_bwd<T: Scalar>(
                     if x.abs() + param[j] > T::zero() {
                         rd[j] = g;
                         if !dparam.is_empty() {
-                            dparam[j] = dparam[j] + g * sign(x);
+                            dparam[j] += g * sign(x);
                         }
                     } else {
                         rd[j] = T::zero();
@@ -173,13 +173,13 @@ pub fn softmax_xent<T: Scalar>(logits: &[T], targets: &[T], grad: &mut [T], clas
         let mut z = T::zero();
         for (gj, &v) in g.iter_mut().zip(row) {
             *gj = (v - mx).exp();
-            z = z + *gj;
+            z += *gj;
         }
         let inv = T::one() / z;
         for gj in g.iter_mut() {
             *gj = *gj * inv * scale;
         }
-        g[target] = g[target] - scale;
+        g[target] -= scale;
         st.sum += (z.ln() + mx - row[target]).f64();
         st.correct += usize::from(arg == target);
         st.count += 1;
@@ -221,11 +221,11 @@ pub fn optim_step<T: Scalar>(step: &OptimStep, p: &mut [T], g: &[T], s1: &mut [T
             for i in 0..p.len() {
                 let gi = grad(i, p);
                 if momentum == 0.0 {
-                    p[i] = p[i] - lr * gi;
+                    p[i] -= lr * gi;
                 } else {
                     s1[i] = mu * s1[i] + gi;
                     let d = if nesterov { gi + mu * s1[i] } else { s1[i] };
-                    p[i] = p[i] - lr * d;
+                    p[i] -= lr * d;
                 }
             }
         }
@@ -234,7 +234,7 @@ pub fn optim_step<T: Scalar>(step: &OptimStep, p: &mut [T], g: &[T], s1: &mut [T
             for i in 0..p.len() {
                 let gi = grad(i, p);
                 s1[i] = rho * s1[i] + one_m * gi * gi;
-                p[i] = p[i] - lr * gi / (s1[i].sqrt() + eps);
+                p[i] -= lr * gi / (s1[i].sqrt() + eps);
             }
         }
         OptimRule::Adam { beta1, beta2, eps } => {
@@ -248,7 +248,7 @@ pub fn optim_step<T: Scalar>(step: &OptimStep, p: &mut [T], g: &[T], s1: &mut [T
                 s1[i] = b1 * s1[i] + omb1 * gi;
                 s2[i] = b2 * s2[i] + omb2 * gi * gi;
                 let denom = s2[i].sqrt() / bc2 + eps;
-                p[i] = p[i] - lr * (s1[i] / bc1) / denom;
+                p[i] -= lr * (s1[i] / bc1) / denom;
             }
         }
     }

@@ -96,7 +96,14 @@ pub(super) fn forward<T: Scalar>(
             let rows = pre[t].len() / n;
             let (done, next) = h.split_at_mut(t + 1);
             let a = &mut *pre[t];
-            matmul(MatMut::from_row_major_slice_mut(a, rows, n), mat(done[t], rows, n, false), wt, T::one(), T::one(), Par::Seq);
+            matmul(
+                MatMut::from_row_major_slice_mut(a, rows, n),
+                mat(done[t], rows, n, false),
+                wt,
+                T::one(),
+                T::one(),
+                Par::Seq,
+            );
             ops::act_fwd(kind, param, a, next[0], n);
         }
     });
@@ -134,13 +141,20 @@ pub(super) fn backward<T: Scalar>(
             let rows = pre[t].len() / n;
             let (head, tail) = delta.split_at_mut(t + 1);
             if t + 1 < d.t {
-                matmul(MatMut::from_row_major_slice_mut(dh[t], rows, n), mat(tail[0], rows, n, false), wm, T::one(), T::one(), Par::Seq);
+                matmul(
+                    MatMut::from_row_major_slice_mut(dh[t], rows, n),
+                    mat(tail[0], rows, n, false),
+                    wm,
+                    T::one(),
+                    T::one(),
+                    Par::Seq,
+                );
             }
             ops::act_bwd(kind, param, pre[t], h[t + 1], dh[t], head[t], &mut dp, n);
         }
         dp
     });
     for g in grads {
-        dparam.iter_mut().zip(g).for_each(|(a, b)| *a = *a + b);
+        dparam.iter_mut().zip(g).for_each(|(a, b)| *a += b);
     }
 }
