@@ -36,7 +36,7 @@ pub trait DeviceBuf: Send + Sync {
 }
 
 /// A read-only window `[off, off + len)` of a device buffer.
-pub struct Slice<'a, B: Backend + ?Sized> {
+pub struct Slice<'a, B: Backend> {
     /// The buffer.
     pub buf: &'a B::Buf,
     /// First element.
@@ -45,14 +45,14 @@ pub struct Slice<'a, B: Backend + ?Sized> {
     pub len: usize,
 }
 
-impl<B: Backend + ?Sized> Clone for Slice<'_, B> {
+impl<B: Backend> Clone for Slice<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for Slice<'_, B> {}
+impl<B: Backend> Copy for Slice<'_, B> {}
 
-impl<'a, B: Backend + ?Sized> Slice<'a, B> {
+impl<'a, B: Backend> Slice<'a, B> {
     /// The whole buffer.
     pub fn all(buf: &'a B::Buf) -> Self {
         Slice { buf, off: 0, len: buf.len() }
@@ -70,7 +70,7 @@ impl<'a, B: Backend + ?Sized> Slice<'a, B> {
 }
 
 /// A writable window `[off, off + len)` of a device buffer.
-pub struct SliceMut<'a, B: Backend + ?Sized> {
+pub struct SliceMut<'a, B: Backend> {
     /// The buffer.
     pub buf: &'a mut B::Buf,
     /// First element.
@@ -79,7 +79,7 @@ pub struct SliceMut<'a, B: Backend + ?Sized> {
     pub len: usize,
 }
 
-impl<'a, B: Backend + ?Sized> SliceMut<'a, B> {
+impl<'a, B: Backend> SliceMut<'a, B> {
     /// The whole buffer.
     pub fn all(buf: &'a mut B::Buf) -> Self {
         let len = buf.len();
@@ -157,19 +157,19 @@ impl Activation {
 }
 
 /// An activation together with its parameter buffer (PReLU slope, modReLU bias) where it has one.
-pub struct Act<'a, B: Backend + ?Sized> {
+pub struct Act<'a, B: Backend> {
     /// Which function.
     pub kind: Activation,
     /// Its parameters; `None` for parameter-free activations.
     pub param: Option<Slice<'a, B>>,
 }
 
-impl<B: Backend + ?Sized> Clone for Act<'_, B> {
+impl<B: Backend> Clone for Act<'_, B> {
     fn clone(&self) -> Self {
         *self
     }
 }
-impl<B: Backend + ?Sized> Copy for Act<'_, B> {}
+impl<B: Backend> Copy for Act<'_, B> {}
 
 /// `C = alpha * op(A) op(B) + beta * C`, row-major, optionally batched with element strides.
 ///
@@ -240,14 +240,14 @@ impl<T: Scalar> Gemm<T> {
 
 /// What a GEMM does to `C` after the product: add a bias row (length `n`) to every row, then write
 /// `act(C)` to a second output. `C` keeps the pre-activation, which the backward pass needs.
-pub struct Epilogue<'a, B: Backend + ?Sized> {
+pub struct Epilogue<'a, B: Backend> {
     /// Bias of length `n`, added to every row of `C`.
     pub bias: Option<Slice<'a, B>>,
     /// Activation and the `[m, n]` view receiving `act(C)`.
     pub act: Option<(Act<'a, B>, SliceMut<'a, B>)>,
 }
 
-impl<B: Backend + ?Sized> Epilogue<'_, B> {
+impl<B: Backend> Epilogue<'_, B> {
     /// No epilogue.
     pub fn none() -> Self {
         Epilogue { bias: None, act: None }
