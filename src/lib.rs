@@ -9,6 +9,9 @@
 pub mod backend;
 pub mod error;
 pub mod linalg;
+pub mod nn;
+pub mod optim;
+pub mod param;
 pub mod plot;
 pub mod scalar;
 pub mod tasks;

@@ -20,6 +20,10 @@ pub trait Scalar:
 {
     /// `"f32"` or `"f64"`.
     const NAME: &'static str;
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
     /// Converts from `f64`, rounding.
     fn of(x: f64) -> Self;
     /// Widens to `f64`.
@@ -28,6 +32,8 @@ pub trait Scalar:
 
 impl Scalar for f32 {
     const NAME: &'static str = "f32";
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x as f32
@@ -40,6 +46,8 @@ impl Scalar for f32 {
 
 impl Scalar for f64 {
     const NAME: &'static str = "f64";
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
     #[inline(always)]
     fn of(x: f64) -> Self {
         x

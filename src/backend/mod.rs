@@ -22,7 +22,6 @@ pub mod cuda;
 
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
-use num_traits::One;
 use serde::{Deserialize, Serialize};
 
 /// A device buffer: knows its length in elements.
@@ -349,6 +348,8 @@ pub trait Backend: Clone + Send + Sync + 'static {
     // ---- element-wise ----
     /// Sets every element to `v`.
     fn fill(&self, x: SliceMut<Self>, v: Self::Elem) -> Result<()>;
+    /// `x *= s`.
+    fn scale(&self, x: SliceMut<Self>, s: Self::Elem) -> Result<()>;
     /// `y = alpha x + beta y`.
     fn axpby(&self, alpha: Self::Elem, x: Slice<Self>, beta: Self::Elem, y: SliceMut<Self>) -> Result<()>;
     /// `X += v I` for an `n x n` matrix.
@@ -443,7 +444,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         let bn = d.batch * d.n;
         pre.check("recurrent_forward(pre)", d.t * bn)?;
         h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        let g = Gemm::new(d.batch, d.n, d.n).tb().beta(Self::Elem::one());
+        let g = Gemm::new(d.batch, d.n, d.n).tb().beta(Self::Elem::ONE);
         for t in 0..d.t {
             self.gemm(&g, h.as_ref().sub(t * bn, bn), w, pre.rb().sub(t * bn, bn), Epilogue::none())?;
             self.act_fwd(act, pre.as_ref().sub(t * bn, bn), h.rb().sub((t + 1) * bn, bn), d.n)?;
@@ -474,7 +475,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
         dh.check("recurrent_backward(dh)", d.t * bn)?;
         delta.check("recurrent_backward(delta)", d.t * bn)?;
-        let g = Gemm::new(d.batch, d.n, d.n).beta(Self::Elem::one());
+        let g = Gemm::new(d.batch, d.n, d.n).beta(Self::Elem::ONE);
         for t in (0..d.t).rev() {
             if t + 1 < d.t {
                 // dh_t += delta_{t+1} W

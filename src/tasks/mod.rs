@@ -83,9 +83,9 @@ pub trait Task: Send {
     fn eval_batch(&self, i: usize, batch: usize) -> Result<Batch>;
     /// The trivial predictor's score.
     fn baseline(&self) -> Baseline;
-    /// The mask of steps whose accuracy is reported, when not every scored step counts
-    /// (the copy task reports accuracy on the last 10 steps only). `None`: all scored steps.
-    fn accuracy_steps(&self) -> Option<std::ops::Range<usize>> {
+    /// Accuracy is reported on the last this-many steps only (the copy task: 10), when not every
+    /// scored step counts. `None`: every scored step.
+    fn accuracy_last_steps(&self) -> Option<usize> {
         None
     }
     /// Training examples per epoch, when the task has a fixed training set.

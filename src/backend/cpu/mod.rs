@@ -173,6 +173,11 @@ impl<T: Scalar> Backend for Cpu<T> {
         view_mut(x).iter_mut().for_each(|e| *e = v);
         Ok(())
     }
+    fn scale(&self, x: SliceMut<Self>, s: T) -> Result<()> {
+        x.check("scale", x.len)?;
+        view_mut(x).iter_mut().for_each(|e| *e *= s);
+        Ok(())
+    }
     fn axpby(&self, alpha: T, x: Slice<Self>, beta: T, y: SliceMut<Self>) -> Result<()> {
         x.check("axpby(x)", x.len)?;
         y.check("axpby(y)", x.len)?;

@@ -1,0 +1,175 @@
+//! Optimizers: SGD (momentum, Nesterov), RMSprop, Adam, global-norm gradient clipping, weight
+//! decay, and the geodesic (Cayley) step for parameters that live on the orthogonal group.
+//!
+//! Update rules follow PyTorch (`torch.optim`), so that runs compare with PyTorch references:
+//! - SGD: `buf = mu buf + g`, `p -= lr (nesterov ? g + mu buf : buf)`.
+//! - RMSprop: `v = rho v + (1 - rho) g^2`, `p -= lr g / (sqrt(v) + eps)` (rho 0.9 by default, as in
+//!   the papers' Theano code; PyTorch's default is 0.99).
+//! - Adam: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+//!   `p -= lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`.
+//!
+//! Weight decay through the optimizer is coupled L2 (`g += wd p`) on parameters marked for it (the
+//! input and output matrices); the recurrent matrix gets it on its composite value instead
+//! ([`regularize`]). Clipping rescales every gradient by `clip / ||g||` when the global norm over
+//! all trained parameters exceeds `clip` (the papers use 100).
+//!
+//! Each parameter's learning rate is the base rate times its group multiplier
+//! ([`crate::nn::Param::lr_mult`]); geodesic parameters use `geo_lr` instead.
+
+pub mod regularize;
+
+use crate::backend::{Backend, OptimRule, OptimStep, Slice, SliceMut};
+use crate::error::{Error, Result};
+use crate::nn::{Param, Update};
+use crate::scalar::Scalar;
+
+/// Optimizer hyperparameters.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimConfig {
+    /// Rule for Euclidean parameters.
+    pub rule: OptimRule,
+    /// Base learning rate.
+    pub lr: f64,
+    /// Learning rate of geodesic steps (Cayley) on orthogonal parameters.
+    pub geo_lr: f64,
+    /// Global-norm clipping threshold.
+    pub clip: Option<f64>,
+    /// Coupled weight decay on parameters marked for it.
+    pub weight_decay: f64,
+}
+
+impl OptimConfig {
+    /// Checks the hyperparameters.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::invalid("--lr", self.lr, "the learning rate must be a positive finite number"));
+        }
+        if !(self.geo_lr.is_finite() && self.geo_lr >= 0.0) {
+            return Err(Error::invalid("--geo-lr", self.geo_lr, "must be finite and >= 0"));
+        }
+        if let Some(c) = self.clip {
+            if !(c.is_finite() && c > 0.0) {
+                return Err(Error::invalid("--clip", c, "the clipping norm must be positive (omit the flag to disable)"));
+            }
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid("--weight-decay", self.weight_decay, "must be finite and >= 0"));
+        }
+        match self.rule {
+            OptimRule::Sgd { momentum, .. } if !(0.0..1.0).contains(&momentum) => {
+                Err(Error::invalid("--momentum", momentum, "must be in [0, 1)"))
+            }
+            OptimRule::RmsProp { rho, eps } if !(0.0..1.0).contains(&rho) || eps <= 0.0 => {
+                Err(Error::invalid("--rho/--eps", format!("{rho}/{eps}"), "rho must be in [0, 1) and eps > 0"))
+            }
+            OptimRule::Adam { beta1, beta2, eps }
+                if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) || eps <= 0.0 =>
+            {
+                Err(Error::invalid("--beta1/--beta2/--eps", format!("{beta1}/{beta2}/{eps}"), "betas in [0, 1), eps > 0"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct StepInfo {
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Whether the gradients were rescaled.
+    pub clipped: bool,
+}
+
+/// Optimizer state for one model.
+pub struct Optimizer<B: Backend> {
+    cfg: OptimConfig,
+    /// Per-parameter state buffers (momentum / second moment), same order as the model's parameters.
+    states: Vec<(B::Buf, B::Buf)>,
+    /// Steps taken.
+    step: u64,
+}
+
+impl<B: Backend> Optimizer<B> {
+    /// Allocates state for `params`.
+    pub fn new(b: &B, cfg: OptimConfig, params: &[Param<B>]) -> Result<Self> {
+        cfg.validate()?;
+        let states = params.iter().map(|p| Ok((b.zeros(p.len())?, b.zeros(p.len())?))).collect::<Result<_>>()?;
+        Ok(Optimizer { cfg, states, step: 0 })
+    }
+
+    /// The hyperparameters.
+    pub fn config(&self) -> &OptimConfig {
+        &self.cfg
+    }
+
+    /// Steps taken so far.
+    pub fn steps(&self) -> u64 {
+        self.step
+    }
+
+    /// State buffers for checkpoints: `(param index, first, second)`.
+    pub fn states(&self) -> &[(B::Buf, B::Buf)] {
+        &self.states
+    }
+
+    /// Restores state from a checkpoint.
+    pub fn restore(&mut self, b: &B, step: u64, states: Vec<(Vec<B::Elem>, Vec<B::Elem>)>) -> Result<()> {
+        if states.len() != self.states.len() {
+            return Err(Error::shape("optimizer state", self.states.len(), states.len()));
+        }
+        for ((s1, s2), (h1, h2)) in self.states.iter_mut().zip(states) {
+            b.write(SliceMut::all(s1), &h1)?;
+            b.write(SliceMut::all(s2), &h2)?;
+        }
+        self.step = step;
+        Ok(())
+    }
+
+    /// Global gradient norm over trained parameters.
+    pub fn grad_norm(b: &B, params: &[Param<B>]) -> Result<f64> {
+        let mut sq = 0.0;
+        for p in params.iter().filter(|p| p.update != Update::Frozen) {
+            sq += b.sum_sq(Slice::all(&p.grad))?;
+        }
+        Ok(sq.sqrt())
+    }
+
+    /// Clips and applies one update to every trained parameter.
+    pub fn step(&mut self, b: &B, params: &mut [Param<B>]) -> Result<StepInfo> {
+        if params.len() != self.states.len() {
+            return Err(Error::shape("optimizer parameters", self.states.len(), params.len()));
+        }
+        self.step += 1;
+        let grad_norm = Self::grad_norm(b, params)?;
+        if !grad_norm.is_finite() {
+            return Err(Error::invalid("gradient", grad_norm, "the gradient norm is not finite"));
+        }
+        let mut clipped = false;
+        if let Some(c) = self.cfg.clip.filter(|&c| grad_norm > c) {
+            let s = B::Elem::of(c / grad_norm);
+            for p in params.iter_mut().filter(|p| p.update != Update::Frozen) {
+                b.scale(SliceMut::all(&mut p.grad), s)?;
+            }
+            clipped = true;
+        }
+        for (p, (s1, s2)) in params.iter_mut().zip(self.states.iter_mut()) {
+            match p.update {
+                Update::Frozen => {}
+                Update::Euclidean => {
+                    let st = OptimStep {
+                        rule: self.cfg.rule,
+                        lr: self.cfg.lr * p.lr_mult,
+                        weight_decay: if p.decay { self.cfg.weight_decay } else { 0.0 },
+                        t: self.step,
+                    };
+                    b.optim_step(&st, SliceMut::all(&mut p.value), Slice::all(&p.grad), SliceMut::all(s1), SliceMut::all(s2))?;
+                }
+                Update::Geodesic => {
+                    return Err(Error::Unsupported("geodesic updates arrive with the linalg module".into()));
+                }
+            }
+        }
+        Ok(StepInfo { grad_norm, clipped })
+    }
+}

@@ -1,0 +1,45 @@
+//! Parametrizations of the recurrent matrix `W` and their backward maps.
+//!
+//! A [`Transition`] owns the recipe `W = f(theta)`: it builds `W` once per training step (its
+//! `O(n^3)` cost is shared by all `T * B` recurrent products) and maps `G = dL/dW` back to
+//! `dL/dtheta`. Its parameters live in the model's parameter list so that the optimizer, clipping
+//! and checkpoints treat every model alike.
+
+pub mod free;
+
+use crate::backend::{Backend, Slice, SliceMut};
+use crate::error::{Error, Result};
+use crate::nn::{Diagnostics, Param};
+
+/// A parametrization of the `n x n` recurrent matrix.
+pub trait Transition<B: Backend>: Send {
+    /// Name (`rnn`, `factorized`, `orthogonal`, `scornn`, `exprnn`, `dtriv`).
+    fn name(&self) -> String;
+    /// Writes `W = f(theta)`.
+    fn build(&mut self, b: &B, params: &[Param<B>], w: SliceMut<B>) -> Result<()>;
+    /// Writes `dL/dtheta` into the parameters' gradients from `G = dL/dW` (and the current `W`).
+    fn backward(&mut self, b: &B, params: &mut [Param<B>], w: Slice<B>, g: Slice<B>) -> Result<()>;
+    /// Adds the mean-one Gaussian prior `lambda sum_i (s_i - 1)^2` on the spectrum to the loss and
+    /// gradients, where the parametrization has an explicit spectrum. Returns the added loss.
+    fn spectrum_prior(&mut self, _b: &B, _params: &mut [Param<B>], _lambda: f64) -> Result<f64> {
+        Err(Error::Inapplicable {
+            flag: "--reg spectrum-prior",
+            context: format!("model {}", self.name()),
+            hint: "the spectrum prior needs an explicit spectrum s: use --model factorized".into(),
+        })
+    }
+    /// Housekeeping after the optimizer moved the parameters (`step` is 1-based).
+    fn after_update(&mut self, _b: &B, _params: &mut [Param<B>], _step: usize) -> Result<()> {
+        Ok(())
+    }
+    /// Adds parametrization-specific diagnostics (drift, re-orthogonalization count).
+    fn diagnostics(&mut self, _b: &B, _params: &[Param<B>], _d: &mut Diagnostics) -> Result<()> {
+        Ok(())
+    }
+    /// Counters to checkpoint.
+    fn counters(&self) -> Vec<(String, f64)> {
+        Vec::new()
+    }
+    /// Restores checkpointed counters.
+    fn set_counters(&mut self, _c: &[(String, f64)]) {}
+}
