@@ -7,6 +7,7 @@
 //! [`backend`] (the device contract and its CPU, CUDA and emulated-CUDA implementations).
 
 pub mod backend;
+pub mod device;
 pub mod error;
 pub mod linalg;
 pub mod nn;

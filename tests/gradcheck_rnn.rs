@@ -85,8 +85,7 @@ fn odd_hidden_sizes() {
 
 #[test]
 fn regularizers_on_the_composite_matrix() {
-    let regs =
-        Regularizers { soft_orth: 0.3, gain_orth: Some((0.2, 1.3)), spectrum_prior: 0.0, weight_decay: 0.05 };
+    let regs = Regularizers { soft_orth: 0.3, gain_orth: Some((0.2, 1.3)), spectrum_prior: 0.0, weight_decay: 0.05 };
     for (n, inp, t, b) in SHAPES {
         // Weight decay is a gradient-only term (not part of the reported objective), so check the
         // penalties that have a loss separately from the decay.

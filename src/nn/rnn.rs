@@ -14,7 +14,7 @@
 use super::head::{Head, HeadWs};
 use super::init;
 use super::{BatchStats, Diagnostics, Model, Param, Pass, Update};
-use crate::backend::{DeviceBuf, Act, Activation, Backend, Epilogue, Gemm, SeqDims, Slice, SliceMut};
+use crate::backend::{Act, Activation, Backend, DeviceBuf, Epilogue, Gemm, SeqDims, Slice, SliceMut};
 use crate::error::{Error, Result};
 use crate::optim::regularize::Regularizers;
 use crate::param::Transition;
@@ -87,6 +87,7 @@ pub struct Rnn<B: Backend> {
     scratch: B::Buf,
     ws: Option<Workspace<B>>,
     w_stale: bool,
+    last_dims: Option<(usize, usize)>,
     record_norms: bool,
     norms: Option<Vec<f64>>,
 }
@@ -140,6 +141,7 @@ impl<B: Backend> Rnn<B> {
             scratch: b.zeros(n * n)?,
             ws: None,
             w_stale: true,
+            last_dims: None,
             record_norms: false,
             norms: None,
             cfg,
@@ -157,6 +159,15 @@ impl<B: Backend> Rnn<B> {
         self.b.download(Slice::all(&self.w))
     }
 
+    /// The hidden state `h_T` of every batch row after the last [`Model::run`], `[B, n]`.
+    pub fn last_hidden(&self) -> Result<Vec<B::Elem>> {
+        let (Some((t, bs)), Some(ws)) = (self.last_dims, self.ws.as_ref()) else {
+            return Err(Error::invalid("last_hidden", "none", "run a batch first"));
+        };
+        let bn = bs * self.cfg.hidden;
+        self.b.download(Slice::all(&ws.h).sub(t * bn, bn))
+    }
+
     fn ensure_w(&mut self) -> Result<()> {
         if self.w_stale {
             let (_, tp) = self.params.split_at(self.first_transition);
@@ -168,8 +179,7 @@ impl<B: Backend> Rnn<B> {
 
     fn ensure_workspace(&mut self, t: usize, batch: usize) -> Result<()> {
         let rows = t * batch;
-        if self.ws.as_ref().is_some_and(|w| w.rows >= rows && w.head.targets.len() >= self.head.target_len(t, batch))
-        {
+        if self.ws.as_ref().is_some_and(|w| w.rows >= rows && w.head.targets.len() >= self.head.target_len(t, batch)) {
             return Ok(());
         }
         let (b, n) = (&self.b, self.cfg.hidden);
@@ -219,6 +229,7 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let b = self.b.clone();
         let zero = B::Elem::ZERO;
         let (rows, bn) = (t * bs, bs * n);
+        self.last_dims = Some((t, bs));
         let ws = self.ws.as_mut().ok_or_else(|| Error::Device("workspace missing".into()))?;
         let x_host: Vec<B::Elem> = batch.x.iter().map(|&v| B::Elem::of(v as f64)).collect();
         b.write(SliceMut::all(&mut ws.x).sub(0, rows * inp), &x_host)?;
@@ -265,7 +276,12 @@ impl<B: Backend> Model<B> for Rnn<B> {
             let host = b.download(dh.as_ref())?;
             self.norms = Some(
                 host.chunks_exact(bn)
-                    .map(|blk| blk.chunks_exact(n).map(|r| r.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt()).sum::<f64>() / bs as f64)
+                    .map(|blk| {
+                        blk.chunks_exact(n)
+                            .map(|r| r.iter().map(|v| v.f64() * v.f64()).sum::<f64>().sqrt())
+                            .sum::<f64>()
+                            / bs as f64
+                    })
                     .collect(),
             );
         }
@@ -295,7 +311,8 @@ impl<B: Backend> Model<B> for Rnn<B> {
     fn diagnostics(&mut self) -> Result<Diagnostics> {
         self.ensure_w()?;
         let n = self.cfg.hidden;
-        let mut d = Diagnostics { singular_values: singular_values(&self.b, Slice::all(&self.w), n)?, ..Default::default() };
+        let mut d =
+            Diagnostics { singular_values: singular_values(&self.b, Slice::all(&self.w), n)?, ..Default::default() };
         if let (Some(i), Activation::Prelu) = (self.act_param, self.cfg.activation) {
             if self.cfg.prelu_trainable {
                 d.prelu_slope = Some(self.b.download(self.params[i].v())?[0].f64());

@@ -49,7 +49,11 @@ impl OptimConfig {
         }
         if let Some(c) = self.clip {
             if !(c.is_finite() && c > 0.0) {
-                return Err(Error::invalid("--clip", c, "the clipping norm must be positive (omit the flag to disable)"));
+                return Err(Error::invalid(
+                    "--clip",
+                    c,
+                    "the clipping norm must be positive (omit the flag to disable)",
+                ));
             }
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
@@ -65,7 +69,11 @@ impl OptimConfig {
             OptimRule::Adam { beta1, beta2, eps }
                 if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) || eps <= 0.0 =>
             {
-                Err(Error::invalid("--beta1/--beta2/--eps", format!("{beta1}/{beta2}/{eps}"), "betas in [0, 1), eps > 0"))
+                Err(Error::invalid(
+                    "--beta1/--beta2/--eps",
+                    format!("{beta1}/{beta2}/{eps}"),
+                    "betas in [0, 1), eps > 0",
+                ))
             }
             _ => Ok(()),
         }
@@ -163,7 +171,13 @@ impl<B: Backend> Optimizer<B> {
                         weight_decay: if p.decay { self.cfg.weight_decay } else { 0.0 },
                         t: self.step,
                     };
-                    b.optim_step(&st, SliceMut::all(&mut p.value), Slice::all(&p.grad), SliceMut::all(s1), SliceMut::all(s2))?;
+                    b.optim_step(
+                        &st,
+                        SliceMut::all(&mut p.value),
+                        Slice::all(&p.grad),
+                        SliceMut::all(s1),
+                        SliceMut::all(s2),
+                    )?;
                 }
                 Update::Geodesic => {
                     return Err(Error::Unsupported("geodesic updates arrive with the linalg module".into()));

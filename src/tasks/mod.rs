@@ -88,6 +88,10 @@ pub trait Task: Send {
     fn accuracy_last_steps(&self) -> Option<usize> {
         None
     }
+    /// Whether evaluation reports bits per character (`loss / ln 2`).
+    fn reports_bpc(&self) -> bool {
+        false
+    }
     /// Training examples per epoch, when the task has a fixed training set.
     fn train_size(&self) -> Option<usize> {
         None
@@ -109,4 +113,61 @@ pub fn check_seq_len(t: usize, min: usize) -> Result<()> {
         return Err(Error::invalid("--seq-len", t, format!("must be at least {min}")));
     }
     Ok(())
+}
+
+/// Which task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TaskKind {
+    /// Copy 10 symbols after a delay of T steps.
+    Copy,
+    /// Add the two marked numbers of a sequence of T.
+    Adding,
+}
+
+impl TaskKind {
+    /// The CLI name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TaskKind::Copy => "copy",
+            TaskKind::Adding => "adding",
+        }
+    }
+    /// Default sequence length.
+    pub fn default_seq_len(&self) -> usize {
+        match self {
+            TaskKind::Copy => 100,
+            TaskKind::Adding => 100,
+        }
+    }
+}
+
+/// A task as the command line describes it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TaskSpec {
+    pub kind: TaskKind,
+    /// Sequence length (task default when `None`).
+    pub seq_len: Option<usize>,
+    /// Data directory for file-backed tasks.
+    pub data: Option<std::path::PathBuf>,
+    /// Data seed.
+    pub seed: u64,
+}
+
+impl TaskSpec {
+    /// Builds the task.
+    pub fn build(&self) -> Result<Box<dyn Task>> {
+        let t = self.seq_len.unwrap_or(self.kind.default_seq_len());
+        if self.data.is_some() {
+            return Err(Error::Inapplicable {
+                flag: "--data",
+                context: format!("--task {}", self.kind.as_str()),
+                hint: "synthetic tasks generate their data; --data is for mnist, pmnist, mnist-rows and ptb".into(),
+            });
+        }
+        Ok(match self.kind {
+            TaskKind::Copy => Box::new(copy::CopyTask::new(t, self.seed)?),
+            TaskKind::Adding => Box::new(adding::AddingTask::new(t, self.seed)?),
+        })
+    }
 }

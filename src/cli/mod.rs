@@ -1,0 +1,239 @@
+//! The command-line front end: `train`, `bench` (and, as issues land, `devices`, `experiment`, `plot`).
+
+mod args;
+
+use args::{DeviceArgs, ModelArgs, OptimArgs};
+use clap::{Parser, Subcommand};
+use ortho_rnn::backend::Backend;
+use ortho_rnn::device::{BackendJob, dispatch};
+use ortho_rnn::error::{Error, Result};
+use ortho_rnn::optim::OptimConfig;
+use ortho_rnn::tasks::{TaskKind, TaskSpec};
+use ortho_rnn::train::build::ModelSpec;
+use ortho_rnn::train::progress::Mode;
+use ortho_rnn::train::{Summary, TrainConfig, Trainer, bench};
+use std::path::PathBuf;
+
+/// Train recurrent networks whose transition matrix is kept orthogonal, near-orthogonal or spectrally bounded.
+#[derive(Parser, Debug)]
+#[command(name = "ortho-rnn", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Train a model on a task (with no flags: the copy task on the CPU, about a minute).
+    Train(Box<TrainArgs>),
+    /// Time whole training iterations on the copy task and print a summary.
+    Bench(Box<BenchArgs>),
+}
+
+#[derive(clap::Args, Debug)]
+struct TrainArgs {
+    /// Task.
+    #[arg(long, value_enum, default_value = "copy")]
+    task: TaskKind,
+    /// Sequence length T (the copy task's delay; its sequences have T + 20 steps).
+    #[arg(long)]
+    seq_len: Option<usize>,
+    /// Directory with the task's data files (MNIST IDX, PTB text).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    optim: OptimArgs,
+    /// Batch size.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Training iterations.
+    #[arg(long, conflicts_with = "epochs")]
+    iters: Option<usize>,
+    /// Training epochs of --iters-per-epoch iterations (the papers' convention: 100).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Iterations per epoch with --epochs.
+    #[arg(long, default_value_t = 100)]
+    iters_per_epoch: usize,
+    /// Evaluate every this many iterations.
+    #[arg(long, default_value_t = 100)]
+    eval_every: usize,
+    /// Seed of data and initialization.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Append one JSON line per evaluation to this file.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    /// Print a one-line JSON summary as the last line of stdout.
+    #[arg(long)]
+    json: bool,
+    /// Record per-time-step gradient norms at every evaluation (Figure 2).
+    #[arg(long)]
+    record_grad_norms: bool,
+    /// Skip singular values and drift at evaluations.
+    #[arg(long)]
+    no_diagnostics: bool,
+    /// No progress output.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct BenchArgs {
+    /// Copy-task delay T (sequences of T + 20 steps).
+    #[arg(long, default_value_t = 100)]
+    seq_len: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Timed iterations (after two warm-up iterations).
+    #[arg(long, default_value_t = 20)]
+    iters: usize,
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    optim: OptimArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    /// Print a one-line JSON summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        None => train(TrainArgs::parse_defaults()),
+        Some(Command::Train(a)) => train(*a),
+        Some(Command::Bench(a)) => bench_cmd(*a),
+    }
+}
+
+impl TrainArgs {
+    fn parse_defaults() -> Self {
+        #[derive(Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            a: TrainArgs,
+        }
+        Wrap::parse_from(["ortho-rnn"]).a
+    }
+}
+
+struct TrainJob {
+    task: TaskSpec,
+    spec: ModelSpec,
+    optim: OptimConfig,
+    cfg: TrainConfig,
+}
+
+impl BackendJob for TrainJob {
+    type Out = Summary;
+    fn run<B: Backend>(self, b: &B) -> Result<Summary> {
+        let task = self.task.build()?;
+        let model = self.spec.build(b, task.as_ref(), self.cfg.seed)?;
+        let mut trainer = Trainer::new(b, model, self.optim, task.as_ref(), self.cfg)?;
+        trainer.run(|_, _| Ok(()))
+    }
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let iters = match (a.iters, a.epochs) {
+        (Some(i), None) => i,
+        (None, Some(e)) => {
+            if a.iters_per_epoch == 0 {
+                return Err(Error::invalid("--iters-per-epoch", 0, "must be at least 1"));
+            }
+            e * a.iters_per_epoch
+        }
+        (None, None) => 2000,
+        (Some(_), Some(_)) => unreachable!("clap rejects --iters with --epochs"),
+    };
+    let spec = a.model.spec()?;
+    let optim = a.optim.config(spec.regs.weight_decay)?;
+    let task = TaskSpec { kind: a.task, seq_len: a.seq_len, data: a.data.clone(), seed: a.seed };
+    let cfg = TrainConfig {
+        iters,
+        batch: a.batch,
+        eval_every: a.eval_every,
+        seed: a.seed,
+        metrics: a.metrics.clone(),
+        record_grad_norms: a.record_grad_norms,
+        diagnostics: !a.no_diagnostics,
+        progress: if a.quiet { Mode::Quiet } else { Mode::Auto },
+    };
+    let summary = dispatch(a.device.device, a.device.threads, TrainJob { task, spec, optim, cfg })?;
+    print_summary(&summary, a.json);
+    Ok(())
+}
+
+fn print_summary(s: &Summary, json: bool) {
+    println!(
+        "{} on {} (hidden {}, T {}): final loss {:.5} vs baseline {:.5}{}{}; {} iterations in {:.1}s ({:.2} ms/iter) on {}",
+        s.model,
+        s.task,
+        s.hidden,
+        s.seq_len,
+        s.loss,
+        s.baseline,
+        s.accuracy.map_or(String::new(), |a| format!(", accuracy {a:.4}")),
+        s.bpc.map_or(String::new(), |b| format!(", {b:.4} bits/char")),
+        s.iters,
+        s.seconds,
+        s.ms_per_iter,
+        s.device,
+    );
+    if json {
+        println!("{}", serde_json::to_string(s).unwrap_or_default());
+    }
+}
+
+struct BenchJob {
+    spec: ModelSpec,
+    optim: OptimConfig,
+    seq_len: usize,
+    batch: usize,
+    iters: usize,
+}
+
+impl BackendJob for BenchJob {
+    type Out = bench::BenchResult;
+    fn run<B: Backend>(self, b: &B) -> Result<bench::BenchResult> {
+        bench::bench(b, &self.spec, self.optim, self.seq_len, self.batch, self.iters)
+    }
+}
+
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    if a.iters == 0 || a.batch == 0 || a.seq_len == 0 {
+        return Err(Error::invalid(
+            "bench",
+            format!("--iters {} --batch {} --seq-len {}", a.iters, a.batch, a.seq_len),
+            "all must be at least 1",
+        ));
+    }
+    let spec = a.model.spec()?;
+    let optim = a.optim.config(spec.regs.weight_decay)?;
+    let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
+    let r = dispatch(a.device.device, a.device.threads, job)?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r).unwrap_or_default());
+    } else {
+        println!(
+            "{} hidden {} T {} batch {} on {}: median {:.3} ms/iter (min {:.3}), {:.2} GFLOP/iter, {:.1} GFLOP/s",
+            r.model,
+            r.hidden,
+            r.seq_len,
+            r.batch,
+            r.device,
+            r.median_ms,
+            r.min_ms,
+            r.flops_per_iter / 1e9,
+            r.gflops
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Timing of whole training iterations: what `ortho-rnn bench` and the `runtime` experiment report.
+//!
+//! An iteration is everything the trainer does per step on the copy task: forward through all
+//! `T + 20` steps, BPTT, the parametrization's backward map, clipping, the optimizer (and geodesic
+//! steps). `flops_per_iter` counts the recurrent network's matrix products only
+//! (see [`rnn_flops`]); parametrization work is in the time but not in the count.
+
+use super::build::ModelSpec;
+use crate::backend::Backend;
+use crate::error::Result;
+use crate::nn::Pass;
+use crate::optim::{OptimConfig, Optimizer};
+use crate::tasks::Task;
+use crate::tasks::copy::CopyTask;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// The result of a benchmark run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchResult {
+    pub model: String,
+    pub device: String,
+    pub hidden: usize,
+    /// The copy task's delay `T`; sequences have `T + 20` steps.
+    pub seq_len: usize,
+    pub batch: usize,
+    pub iters: usize,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    pub flops_per_iter: f64,
+    /// `flops_per_iter / median`.
+    pub gflops: f64,
+}
+
+/// Multiply-add work of one training iteration of an Elman RNN, in flops: the recurrence forward
+/// and backward and `dW` (3 x `2 L B n^2`), the input projection and `dV` (2 x `2 L B n m`), the
+/// readout, `dW_o` and `dH` (3 x `2 L B n k`).
+pub fn rnn_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: usize) -> f64 {
+    let (l, b, n, m, k) = (steps as f64, batch as f64, n as f64, inputs as f64, outputs as f64);
+    2.0 * l * b * (3.0 * n * n + 2.0 * n * m + 3.0 * n * k)
+}
+
+/// Times `iters` training iterations (after two warm-up iterations) of `spec` on the copy task.
+pub fn bench<B: Backend>(
+    b: &B,
+    spec: &ModelSpec,
+    opt: OptimConfig,
+    seq_len: usize,
+    batch: usize,
+    iters: usize,
+) -> Result<BenchResult> {
+    let task = CopyTask::new(seq_len, 1)?;
+    let mut model = spec.build(b, &task, 1)?;
+    let mut optim = Optimizer::new(b, opt, model.params())?;
+    let mut times = Vec::with_capacity(iters);
+    for i in 0..iters + 2 {
+        let data = task.train_batch(i, batch)?;
+        b.synchronize()?;
+        let t0 = Instant::now();
+        model.run(&data, Pass::Train)?;
+        optim.step(b, model.params_mut())?;
+        model.after_update(i + 1)?;
+        b.synchronize()?;
+        if i >= 2 {
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    times.sort_by(|a, b| a.total_cmp(b));
+    let median_ms = if times.is_empty() { 0.0 } else { times[times.len() / 2] };
+    let flops = rnn_flops(task.seq_len(), batch, spec.hidden, task.input_dim(), task.loss().outputs());
+    Ok(BenchResult {
+        model: model.name(),
+        device: b.name(),
+        hidden: spec.hidden,
+        seq_len,
+        batch,
+        iters,
+        median_ms,
+        min_ms: times.first().copied().unwrap_or(0.0),
+        flops_per_iter: flops,
+        gflops: if median_ms > 0.0 { flops / (median_ms * 1e6) } else { 0.0 },
+    })
+}
