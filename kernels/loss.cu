@@ -1,0 +1,68 @@
+// loss.cu: softmax cross-entropy and squared error, forward and backward in one pass.
+//
+//   softmax_xent_f32: one warp per row of `logits` [rows, classes]; targets[r] is the class as a float
+//     (negative: row ignored, gradient zero). grad = scale (softmax - onehot). Accumulates into
+//     acc[0] += loss (natural log), acc[1] += correct (arg-max == target, first maximum wins), acc[2] += counted rows.
+//     acc[3] += rows whose target is not an integer in [0, classes) (skipped; the host reports them).
+//     Block 256 threads = 8 rows per block.
+//   mse_f32: grad = 2 scale (pred - target); acc[0] += sum (pred - target)^2.
+
+extern "C" __global__ void softmax_xent_f32(int rows, int classes, const float* logits, const float* targets,
+                                            float* grad, float scale, double* acc) {
+    int lane = threadIdx.x & 31;
+    int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    double loss = 0.0, correct = 0.0, count = 0.0;
+    if (r < rows) {
+        const float* x = logits + (long long)r * classes;
+        float* g = grad + (long long)r * classes;
+        float tgt = targets[r];
+        bool invalid = tgt >= 0.f && (tgt >= (float)classes || tgt != floorf(tgt));
+        if (tgt < 0.f || invalid) {
+            for (int j = lane; j < classes; j += 32) g[j] = 0.f;
+            if (invalid && lane == 0) atomicAdd(&acc[3], 1.0);
+        } else {
+            int target = (int)tgt;
+            // Maximum and its first index.
+            float mx = -INFINITY;
+            int arg = classes;
+            for (int j = lane; j < classes; j += 32) {
+                if (x[j] > mx) { mx = x[j]; arg = j; }
+            }
+            for (int o = 16; o > 0; o >>= 1) {
+                float om = __shfl_xor_sync(0xffffffffu, mx, o);
+                int oa = __shfl_xor_sync(0xffffffffu, arg, o);
+                if (om > mx || (om == mx && oa < arg)) { mx = om; arg = oa; }
+            }
+            float z = 0.f;
+            for (int j = lane; j < classes; j += 32) z += expf(x[j] - mx);
+            z = warp_sum(z);
+            float inv = 1.f / z;
+            for (int j = lane; j < classes; j += 32) {
+                float p = expf(x[j] - mx) * inv;
+                g[j] = scale * (p - (j == target ? 1.f : 0.f));
+            }
+            if (lane == 0) {
+                loss = (double)logf(z) + mx - x[target];
+                correct = arg == target ? 1.0 : 0.0;
+                count = 1.0;
+            }
+        }
+    }
+    if (lane == 0 && count > 0.0) {
+        atomicAdd(&acc[0], loss);
+        atomicAdd(&acc[1], correct);
+        atomicAdd(&acc[2], count);
+    }
+}
+
+extern "C" __global__ void mse_f32(long long n, const float* pred, const float* target, float* grad, float scale,
+                                   double* acc) {
+    double s = 0.0;
+    GRID_STRIDE(i, n) {
+        float e = pred[i] - target[i];
+        grad[i] = 2.f * scale * e;
+        s += (double)e * e;
+    }
+    s = block_sum_d(s);
+    if (threadIdx.x == 0) atomicAdd(&acc[0], s);
+}

@@ -1,0 +1,263 @@
+//! The real-GPU driver: cudarc's driver API for memory and launches, NVRTC for kernels.
+//!
+//! cudarc loads `libcuda` and `libnvrtc` by name at first use and **panics** when they are missing,
+//! so [`CudarcDriver::new`] checks `is_culib_present()` first and returns a clear error naming what is
+//! missing (libcuda, a device, or libnvrtc). cudarc finds libraries by name only: `LD_LIBRARY_PATH`
+//! must contain the NVRTC wheel's `lib` folder before the process starts, and NVRTC is given the
+//! runtime wheel's `include` folder for `cuda_fp16.h` (see [`nvrtc_include_paths`]).
+//!
+//! Kernel families are compiled the first time one of their kernels is launched, for the device's
+//! own architecture, and cached per driver (one per device).
+
+use super::driver::{DevPtr, Driver, LaunchDims};
+use super::kernels;
+use crate::error::{Error, Result};
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, result as dres, sys as dsys};
+use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// Whether `libnvrtc` can be loaded (never panics).
+pub fn nvrtc_present() -> bool {
+    // SAFETY: only tries to dlopen candidate library names; no CUDA call is made.
+    unsafe { cudarc::nvrtc::sys::is_culib_present() }
+}
+
+/// Whether `libcuda` can be loaded (never panics).
+pub fn libcuda_present() -> bool {
+    // SAFETY: only tries to dlopen candidate library names.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// NVRTC's version `(major, minor)`, if the library loads.
+pub fn nvrtc_version() -> Option<(i32, i32)> {
+    if !nvrtc_present() {
+        return None;
+    }
+    let (mut major, mut minor) = (0, 0);
+    // SAFETY: the library is present (checked above); nvrtcVersion writes two ints.
+    let ok = unsafe { cudarc::nvrtc::sys::nvrtcVersion(&mut major, &mut minor) };
+    (ok == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
+}
+
+/// Folders holding `cuda_fp16.h`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`, the pip wheel
+/// `nvidia-cuda-runtime-cu12` next to the NVRTC library on `LD_LIBRARY_PATH`, `/usr/local/cuda/include`.
+pub fn nvrtc_include_paths() -> Vec<String> {
+    let mut cands: Vec<PathBuf> = Vec::new();
+    if let Ok(p) = std::env::var("ORTHO_CUDA_INCLUDE") {
+        cands.push(p.into());
+    }
+    if let Ok(p) = std::env::var("CUDA_HOME") {
+        cands.push(PathBuf::from(p).join("include"));
+    }
+    if let Ok(ld) = std::env::var("LD_LIBRARY_PATH") {
+        for dir in ld.split(':').filter(|d| !d.is_empty()) {
+            // .../nvidia/cuda_nvrtc/lib -> .../nvidia/cuda_runtime/include
+            let dir = PathBuf::from(dir);
+            if let Some(nvidia) = dir.parent().and_then(|p| p.parent()) {
+                cands.push(nvidia.join("cuda_runtime").join("include"));
+            }
+        }
+    }
+    cands.push("/usr/local/cuda/include".into());
+    let mut out: Vec<String> = Vec::new();
+    for c in cands {
+        if c.join("cuda_fp16.h").exists() {
+            let s = c.to_string_lossy().into_owned();
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
+}
+
+/// Compiles a kernel family to PTX for `arch` (e.g. `"sm_90"`) with the production options.
+pub fn compile_family(family: &str, arch: &'static str) -> Result<String> {
+    if !nvrtc_present() {
+        return Err(Error::Device(
+            "libnvrtc was not found: install the nvidia-cuda-nvrtc-cu12 wheel and put its lib folder on LD_LIBRARY_PATH"
+                .into(),
+        ));
+    }
+    let src = kernels::source(family).ok_or_else(|| Error::Device(format!("unknown kernel family {family}")))?;
+    let include_paths = nvrtc_include_paths();
+    if include_paths.is_empty() {
+        return Err(Error::Device(
+            "cuda_fp16.h was not found: install the nvidia-cuda-runtime-cu12 wheel or set ORTHO_CUDA_INCLUDE".into(),
+        ));
+    }
+    let opts = CompileOptions {
+        arch: Some(arch),
+        include_paths,
+        options: kernels::NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect(),
+        name: Some(format!("{family}.cu")),
+        ..Default::default()
+    };
+    let ptx = compile_ptx_with_opts(src, opts)
+        .map_err(|e| Error::KernelCompile { file: format!("kernels/{family}.cu"), log: format!("{e:?}") })?;
+    Ok(ptx.to_src())
+}
+
+/// A GPU device.
+pub struct CudarcDriver {
+    ctx: Arc<CudaContext>,
+    name: String,
+    arch: &'static str,
+    modules: Mutex<HashMap<String, Arc<CudaModule>>>,
+    functions: Mutex<HashMap<String, CudaFunction>>,
+}
+
+/// A GPU found on this machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GpuInfo {
+    pub ordinal: usize,
+    pub name: String,
+    pub memory_bytes: usize,
+    pub compute_capability: (i32, i32),
+}
+
+fn derr(what: &str, e: impl std::fmt::Debug) -> Error {
+    Error::Device(format!("{what}: {e:?}"))
+}
+
+/// Lists GPUs, or explains why there are none (libcuda missing, no device).
+pub fn list_gpus() -> Result<Vec<GpuInfo>> {
+    if !libcuda_present() {
+        return Err(Error::Device("libcuda was not found (no NVIDIA driver on this machine)".into()));
+    }
+    let count = CudaContext::device_count().map_err(|e| derr("cuDeviceGetCount", e))?;
+    let mut out = Vec::new();
+    for i in 0..count.max(0) as usize {
+        let ctx = CudaContext::new(i).map_err(|e| derr("creating a CUDA context", e))?;
+        out.push(GpuInfo {
+            ordinal: i,
+            name: ctx.name().map_err(|e| derr("cuDeviceGetName", e))?,
+            memory_bytes: ctx.total_mem().map_err(|e| derr("cuDeviceTotalMem", e))?,
+            compute_capability: ctx.compute_capability().map_err(|e| derr("compute capability", e))?,
+        });
+    }
+    Ok(out)
+}
+
+impl CudarcDriver {
+    /// Opens GPU `ordinal`, checking first for libcuda, a device and libnvrtc.
+    pub fn new(ordinal: usize) -> Result<Self> {
+        if !libcuda_present() {
+            return Err(Error::Device(
+                "--device cuda needs an NVIDIA GPU, but libcuda was not found (no NVIDIA driver); use --device cpu, or --device emu to run the CUDA kernels on the host".into(),
+            ));
+        }
+        let count = CudaContext::device_count().map_err(|e| derr("cuDeviceGetCount", e))?;
+        if ordinal >= count.max(0) as usize {
+            return Err(Error::Device(format!("--device cuda: no CUDA device {ordinal} (this machine has {count})")));
+        }
+        if !nvrtc_present() {
+            return Err(Error::Device(
+                "--device cuda needs libnvrtc to compile the kernels: install the nvidia-cuda-nvrtc-cu12 wheel and put its lib folder on LD_LIBRARY_PATH".into(),
+            ));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(|e| derr("creating a CUDA context", e))?;
+        let (major, minor) = ctx.compute_capability().map_err(|e| derr("compute capability", e))?;
+        let arch = match (major, minor) {
+            (9, _) => "sm_90",
+            (8, 9) => "sm_89",
+            (8, 6) => "sm_86",
+            (8, _) => "sm_80",
+            (7, 5) => "sm_75",
+            (7, _) => "sm_70",
+            (m, _) if m >= 10 => "sm_90",
+            _ => {
+                return Err(Error::Device(format!(
+                    "compute capability {major}.{minor} is older than the kernels support (7.0)"
+                )));
+            }
+        };
+        let name = format!("cuda:{ordinal} ({})", ctx.name().unwrap_or_default());
+        Ok(CudarcDriver { ctx, name, arch, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+    }
+
+    fn function(&self, family: &str, kernel: &str) -> Result<CudaFunction> {
+        let mut funcs = self.functions.lock().map_err(|_| Error::Device("kernel cache poisoned".into()))?;
+        if let Some(f) = funcs.get(kernel) {
+            return Ok(f.clone());
+        }
+        let mut mods = self.modules.lock().map_err(|_| Error::Device("module cache poisoned".into()))?;
+        let module = match mods.get(family) {
+            Some(m) => m.clone(),
+            None => {
+                let ptx = compile_family(family, self.arch)?;
+                let m =
+                    self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(|e| derr("loading a module", e))?;
+                mods.insert(family.to_string(), m.clone());
+                m
+            }
+        };
+        let f = module.load_function(kernel).map_err(|e| derr(&format!("kernel {kernel} in {family}.cu"), e))?;
+        funcs.insert(kernel.to_string(), f.clone());
+        Ok(f)
+    }
+
+    fn bind(&self) -> Result<()> {
+        self.ctx.bind_to_thread().map_err(|e| derr("binding the CUDA context", e))
+    }
+}
+
+impl Driver for CudarcDriver {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn alloc(&self, bytes: usize) -> Result<DevPtr> {
+        self.bind()?;
+        // SAFETY: a plain allocation of at least one byte in the bound context.
+        unsafe { dres::malloc_sync(bytes.max(1)) }.map_err(|e| derr(&format!("allocating {bytes} bytes on the GPU"), e))
+    }
+    unsafe fn free(&self, ptr: DevPtr) {
+        if self.bind().is_ok() {
+            // SAFETY: the caller guarantees `ptr` came from `alloc` and is not used again.
+            let _ = unsafe { dres::free_sync(ptr) };
+        }
+    }
+    fn memset_zero(&self, dst: DevPtr, bytes: usize) -> Result<()> {
+        self.bind()?;
+        // SAFETY: `dst` addresses at least `bytes` bytes of a live allocation (callers use views
+        // checked against their buffers).
+        unsafe { dres::memset_d8_sync(dst, 0, bytes) }.map_err(|e| derr("cuMemsetD8", e))
+    }
+    fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        self.bind()?;
+        // SAFETY: as above; the copy is synchronous, so `src` outlives it.
+        unsafe { dres::memcpy_htod_sync(dst, src) }.map_err(|e| derr("cuMemcpyHtoD", e))
+    }
+    fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        self.bind()?;
+        // SAFETY: as above.
+        unsafe { dres::memcpy_dtoh_sync(dst, src) }.map_err(|e| derr("cuMemcpyDtoH", e))
+    }
+    fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
+        self.bind()?;
+        // SAFETY: both ranges lie inside live allocations (checked views).
+        unsafe { dres::memcpy_dtod_sync(dst, src, bytes) }.map_err(|e| derr("cuMemcpyDtoD", e))
+    }
+    unsafe fn launch(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        _sizes: &[usize],
+    ) -> Result<()> {
+        let f = self.function(family, kernel)?;
+        self.bind()?;
+        let stream: dsys::CUstream = std::ptr::null_mut();
+        // SAFETY: the caller guarantees the arguments match the kernel's signature and address
+        // memory large enough for these dimensions.
+        unsafe { dres::launch_kernel(f.cu_function(), dims.grid, dims.block, 0, stream, params) }
+            .map_err(|e| derr(&format!("launching {kernel}"), e))
+    }
+    fn synchronize(&self) -> Result<()> {
+        self.ctx.synchronize().map_err(|e| derr("cuCtxSynchronize", e))
+    }
+}

@@ -1,0 +1,72 @@
+//! The kernel sources, embedded at compile time, and what NVRTC compiles them with.
+//!
+//! Each family is `kernels/common.cuh` followed by `kernels/<family>.cu`; the emulated driver's
+//! `build.rs` assembles the same text.
+
+/// The shared header prepended to every family.
+pub const COMMON: &str = include_str!("../../../kernels/common.cuh");
+
+/// `(family, source)` of every kernel family.
+pub const FAMILIES: &[(&str, &str)] = &[
+    ("activation", include_str!("../../../kernels/activation.cu")),
+    ("elementwise", include_str!("../../../kernels/elementwise.cu")),
+    ("gemm", include_str!("../../../kernels/gemm.cu")),
+    ("loss", include_str!("../../../kernels/loss.cu")),
+    ("lu", include_str!("../../../kernels/lu.cu")),
+    ("optim", include_str!("../../../kernels/optim.cu")),
+    ("reduce", include_str!("../../../kernels/reduce.cu")),
+];
+
+/// The full source NVRTC compiles for `family`, or `None` for an unknown family.
+pub fn source(family: &str) -> Option<String> {
+    FAMILIES.iter().find(|(f, _)| *f == family).map(|(_, src)| format!("{COMMON}\n#line 1 \"{family}.cu\"\n{src}"))
+}
+
+/// Production NVRTC options (besides the architecture and include paths).
+pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17", "--use_fast_math", "-default-device"];
+
+/// The entry points declared in a source (`extern "C" __global__ void <name>(`), in order.
+pub fn entry_points(src: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, _) in src.match_indices("extern \"C\" __global__") {
+        let rest = &src[i..];
+        let Some(open) = rest.find('(') else { continue };
+        let head = &rest[..open];
+        // The name is the last identifier before the parameter list (after `void` and any
+        // `__launch_bounds__(...)`, whose own parenthesis we skip).
+        let head = if head.trim_end().ends_with("__launch_bounds__") {
+            let after = &rest[open..];
+            let close = after.find(')').map_or(0, |c| c + 1);
+            let tail = &after[close..];
+            let Some(open2) = tail.find('(') else { continue };
+            tail[..open2].to_string()
+        } else {
+            head.to_string()
+        };
+        if let Some(name) = head.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|s| !s.is_empty()).last() {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_points_are_found_and_unique() {
+        let mut all = Vec::new();
+        for (family, src) in FAMILIES {
+            let names = entry_points(src);
+            assert!(!names.is_empty(), "{family} has no entry points");
+            all.extend(names);
+        }
+        let n = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), n, "entry point names must be unique across families");
+        assert!(all.contains(&"gemm_f32".to_string()));
+        assert!(all.contains(&"lu_panel_f32".to_string()));
+    }
+}

@@ -1,0 +1,406 @@
+//! `Backend` for `Cuda<D>`: every op as one or a few kernel launches.
+
+use super::driver::{Arg, Driver};
+use super::lu::CudaLu;
+use super::{Cuda, CudaBuf, GemmLaunch, act_code};
+use crate::backend::{
+    Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut,
+};
+use crate::error::{Error, Result};
+
+fn p<D: Driver>(s: &Slice<Cuda<D>>) -> Arg {
+    Arg::Ptr(Cuda::ptr(s))
+}
+fn pm<D: Driver>(s: &SliceMut<Cuda<D>>) -> Arg {
+    Arg::Ptr(Cuda::ptr_mut(s))
+}
+fn n64(n: usize) -> Arg {
+    Arg::I64(n as i64)
+}
+
+fn check_act<D: Driver>(act: &Act<Cuda<D>>, len: usize, cols: usize) -> Result<()> {
+    if cols == 0 || len % cols != 0 {
+        return Err(Error::shape("activation", format!("a multiple of the width {cols}"), len));
+    }
+    if act.kind == Activation::Oplu && cols % 2 != 0 {
+        return Err(Error::invalid(
+            "activation",
+            "oplu",
+            format!("OPLU pairs units, so the width must be even (got {cols})"),
+        ));
+    }
+    let need = act.kind.param_len(cols);
+    match &act.param {
+        Some(p) => p.check("activation parameter", need),
+        None if need == 0 => Ok(()),
+        None => Err(Error::shape("activation parameter", need, "none")),
+    }
+}
+
+impl<D: Driver> Backend for Cuda<D> {
+    type Elem = f32;
+    type Buf = CudaBuf<D>;
+    type Lu = CudaLu<D>;
+
+    fn name(&self) -> String {
+        self.drv.name()
+    }
+    fn synchronize(&self) -> Result<()> {
+        self.drv.synchronize()
+    }
+
+    fn zeros(&self, len: usize) -> Result<CudaBuf<D>> {
+        let ptr = self.drv.alloc(4 * len)?;
+        let buf = CudaBuf { ptr, len, drv: self.drv.clone() };
+        self.drv.memset_zero(ptr, 4 * len)?;
+        Ok(buf)
+    }
+    fn upload(&self, host: &[f32]) -> Result<CudaBuf<D>> {
+        let ptr = self.drv.alloc(4 * host.len())?;
+        let buf = CudaBuf { ptr, len: host.len(), drv: self.drv.clone() };
+        self.drv.htod(ptr, bytemuck::cast_slice(host))?;
+        Ok(buf)
+    }
+    fn download(&self, src: Slice<Self>) -> Result<Vec<f32>> {
+        src.check("download", src.len)?;
+        let mut out = vec![0f32; src.len];
+        self.drv.dtoh(bytemuck::cast_slice_mut(&mut out), Cuda::ptr(&src))?;
+        Ok(out)
+    }
+    fn write(&self, dst: SliceMut<Self>, host: &[f32]) -> Result<()> {
+        dst.check("write", host.len())?;
+        self.drv.htod(Cuda::ptr_mut(&dst), bytemuck::cast_slice(host))
+    }
+    fn copy(&self, src: Slice<Self>, dst: SliceMut<Self>) -> Result<()> {
+        src.check("copy(src)", src.len)?;
+        dst.check("copy(dst)", src.len)?;
+        self.drv.dtod(Cuda::ptr_mut(&dst), Cuda::ptr(&src), 4 * src.len)
+    }
+
+    fn gemm(
+        &self,
+        g: &Gemm<f32>,
+        a: Slice<Self>,
+        b: Slice<Self>,
+        c: SliceMut<Self>,
+        epi: Epilogue<Self>,
+    ) -> Result<()> {
+        let (ea, eb, ec) = g.extents();
+        a.check("gemm(A)", ea)?;
+        b.check("gemm(B)", eb)?;
+        c.check("gemm(C)", ec)?;
+        let mut l =
+            GemmLaunch::dense(g.m, g.n, g.k, Cuda::ptr(&a), g.trans_a, Cuda::ptr(&b), g.trans_b, Cuda::ptr_mut(&c));
+        (l.batch, l.sab, l.sbb, l.scb) = (g.batch, g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
+        (l.alpha, l.beta) = (g.alpha, g.beta);
+        if let Some(bias) = &epi.bias {
+            bias.check("gemm(bias)", g.n)?;
+            l.bias = Cuda::ptr(bias);
+        }
+        if let Some((act, out)) = &epi.act {
+            out.check("gemm(act out)", ec)?;
+            check_act(act, g.m * g.n, g.n)?;
+            l.act = Some(act.kind);
+            l.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
+            l.act_out = Cuda::ptr_mut(out);
+        }
+        self.launch_gemm(&l)
+    }
+
+    fn fill(&self, x: SliceMut<Self>, v: f32) -> Result<()> {
+        x.check("fill", x.len)?;
+        self.launch_1d("elementwise", "fill_f32", x.len, &[n64(x.len), Arg::F32(v), pm(&x)])
+    }
+    fn scale(&self, x: SliceMut<Self>, s: f32) -> Result<()> {
+        x.check("scale", x.len)?;
+        self.launch_1d("elementwise", "scale_f32", x.len, &[n64(x.len), Arg::F32(s), pm(&x)])
+    }
+    fn axpby(&self, alpha: f32, x: Slice<Self>, beta: f32, y: SliceMut<Self>) -> Result<()> {
+        x.check("axpby(x)", x.len)?;
+        y.check("axpby(y)", x.len)?;
+        self.launch_1d("elementwise", "axpby_f32", x.len, &[n64(x.len), Arg::F32(alpha), p(&x), Arg::F32(beta), pm(&y)])
+    }
+    fn add_diag(&self, x: SliceMut<Self>, n: usize, v: f32) -> Result<()> {
+        x.check("add_diag", n * n)?;
+        self.launch_1d("elementwise", "add_diag_f32", n, &[Arg::I32(n as i32), Arg::F32(v), pm(&x)])
+    }
+    fn skew(&self, x: Slice<Self>, n: usize, alpha: f32, out: SliceMut<Self>) -> Result<()> {
+        x.check("skew(x)", n * n)?;
+        out.check("skew(out)", n * n)?;
+        self.launch_1d("elementwise", "skew_f32", n * n, &[Arg::I32(n as i32), Arg::F32(alpha), p(&x), pm(&out)])
+    }
+    fn transpose(&self, x: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()> {
+        x.check("transpose(x)", rows * cols)?;
+        out.check("transpose(out)", rows * cols)?;
+        let grid = (cols.div_ceil(32).max(1) as u32, rows.div_ceil(32).max(1) as u32, 1);
+        let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&x), pm(&out)];
+        self.launch("elementwise", "transpose_f32", grid, (32, 8, 1), &args)
+    }
+    fn scale_cols(&self, x: Slice<Self>, s: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()> {
+        x.check("scale_cols(x)", rows * cols)?;
+        s.check("scale_cols(s)", cols)?;
+        out.check("scale_cols(out)", rows * cols)?;
+        let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&x), p(&s), pm(&out)];
+        self.launch_1d("elementwise", "scale_cols_f32", rows * cols, &args)
+    }
+    fn map(&self, op: MapOp, x: Slice<Self>, y: SliceMut<Self>) -> Result<()> {
+        y.check("map(y)", x.len)?;
+        match op {
+            MapOp::Margin { m } => {
+                self.launch_1d("activation", "margin_fwd_f32", x.len, &[n64(x.len), Arg::F32(m as f32), p(&x), pm(&y)])
+            }
+        }
+    }
+    fn map_bwd(&self, op: MapOp, x: Slice<Self>, dy: Slice<Self>, dx: SliceMut<Self>) -> Result<()> {
+        dy.check("map_bwd(dy)", x.len)?;
+        dx.check("map_bwd(dx)", x.len)?;
+        match op {
+            MapOp::Margin { m } => {
+                let args = [n64(x.len), Arg::F32(m as f32), p(&x), p(&dy), pm(&dx)];
+                self.launch_1d("activation", "margin_bwd_f32", x.len, &args)
+            }
+        }
+    }
+
+    fn act_fwd(&self, act: Act<Self>, a: Slice<Self>, h: SliceMut<Self>, cols: usize) -> Result<()> {
+        check_act(&act, a.len, cols)?;
+        h.check("act_fwd(h)", a.len)?;
+        let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
+        let args = [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), param, pm(&h)];
+        self.launch_1d("activation", "act_fwd_f32", a.len, &args)
+    }
+    fn act_bwd(
+        &self,
+        act: Act<Self>,
+        a: Slice<Self>,
+        h: Slice<Self>,
+        dh: Slice<Self>,
+        da: SliceMut<Self>,
+        dparam: Option<SliceMut<Self>>,
+        cols: usize,
+    ) -> Result<()> {
+        check_act(&act, a.len, cols)?;
+        h.check("act_bwd(h)", a.len)?;
+        dh.check("act_bwd(dh)", a.len)?;
+        da.check("act_bwd(da)", a.len)?;
+        if let Some(d) = &dparam {
+            d.check("act_bwd(dparam)", act.kind.param_len(cols))?;
+        }
+        let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
+        let dp = dparam.as_ref().map_or(Arg::Ptr(0), pm);
+        let args =
+            [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), p(&h), p(&dh), param, pm(&da), dp];
+        self.launch_1d("activation", "act_bwd_f32", a.len, &args)
+    }
+
+    fn softmax_xent(
+        &self,
+        logits: Slice<Self>,
+        targets: Slice<Self>,
+        grad: SliceMut<Self>,
+        classes: usize,
+        scale: f32,
+    ) -> Result<LossStats> {
+        let rows = logits.len / classes.max(1);
+        logits.check("softmax_xent(logits)", rows * classes)?;
+        targets.check("softmax_xent(targets)", rows)?;
+        grad.check("softmax_xent(grad)", rows * classes)?;
+        let [sum, correct, count, invalid] = self.with_acc::<4>(|acc| {
+            let args = [
+                Arg::I32(rows as i32),
+                Arg::I32(classes as i32),
+                p(&logits),
+                p(&targets),
+                pm(&grad),
+                Arg::F32(scale),
+                Arg::Ptr(acc),
+            ];
+            self.launch("loss", "softmax_xent_f32", (rows.div_ceil(8).max(1) as u32, 1, 1), (256, 1, 1), &args)
+        })?;
+        if invalid > 0.0 {
+            return Err(Error::invalid(
+                "target class",
+                format!("{invalid} rows"),
+                format!("targets must be integers in [0, {classes}) or negative"),
+            ));
+        }
+        Ok(LossStats { sum, correct: correct.round() as usize, count: count.round() as usize })
+    }
+    fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: f32) -> Result<LossStats> {
+        target.check("mse(target)", pred.len)?;
+        grad.check("mse(grad)", pred.len)?;
+        let [sum] = self.with_acc::<1>(|acc| {
+            let args = [n64(pred.len), p(&pred), p(&target), pm(&grad), Arg::F32(scale), Arg::Ptr(acc)];
+            self.launch_1d("loss", "mse_f32", pred.len, &args)
+        })?;
+        Ok(LossStats { sum, correct: 0, count: pred.len })
+    }
+
+    fn sum_sq(&self, x: Slice<Self>) -> Result<f64> {
+        x.check("sum_sq", x.len)?;
+        let [s] = self
+            .with_acc::<1>(|acc| self.launch_1d("reduce", "sum_sq_f32", x.len, &[n64(x.len), p(&x), Arg::Ptr(acc)]))?;
+        Ok(s)
+    }
+    fn max_abs(&self, x: Slice<Self>) -> Result<f64> {
+        x.check("max_abs", x.len)?;
+        self.with_max(|acc| self.launch_1d("reduce", "max_abs_f32", x.len, &[n64(x.len), p(&x), Arg::Ptr(acc)]))
+    }
+    fn norm1(&self, x: Slice<Self>, n: usize) -> Result<f64> {
+        x.check("norm1", n * n)?;
+        self.with_max(|acc| {
+            let grid = (n.div_ceil(256).max(1) as u32, 1, 1);
+            self.launch("reduce", "norm1_f32", grid, (256, 1, 1), &[Arg::I32(n as i32), p(&x), Arg::Ptr(acc)])
+        })
+    }
+    fn col_sum(&self, x: Slice<Self>, rows: usize, cols: usize, beta: f32, out: SliceMut<Self>) -> Result<()> {
+        x.check("col_sum(x)", rows * cols)?;
+        out.check("col_sum(out)", cols)?;
+        let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&x), Arg::F32(beta), pm(&out)];
+        self.launch("reduce", "col_sum_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
+    }
+    fn col_dot(&self, a: Slice<Self>, b: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()> {
+        a.check("col_dot(a)", rows * cols)?;
+        b.check("col_dot(b)", rows * cols)?;
+        out.check("col_dot(out)", cols)?;
+        let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&a), p(&b), pm(&out)];
+        self.launch("reduce", "col_dot_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
+    }
+
+    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<CudaLu<D>> {
+        a.check("lu_factor", n * n)?;
+        self.lu_factor_dev(Cuda::ptr(&a), n)
+    }
+    fn lu_solve(&self, lu: &CudaLu<D>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
+        b.check("lu_solve", lu.n() * nrhs)?;
+        self.lu_solve_dev(lu, Cuda::ptr_mut(&b), nrhs, transpose)
+    }
+
+    fn optim_step(
+        &self,
+        step: &OptimStep,
+        param: SliceMut<Self>,
+        grad: Slice<Self>,
+        s1: SliceMut<Self>,
+        s2: SliceMut<Self>,
+    ) -> Result<()> {
+        let n = param.len;
+        param.check("optim_step(param)", n)?;
+        grad.check("optim_step(grad)", n)?;
+        s1.check("optim_step(s1)", n)?;
+        s2.check("optim_step(s2)", n)?;
+        let (lr, wd) = (Arg::F32(step.lr as f32), Arg::F32(step.weight_decay as f32));
+        match step.rule {
+            OptimRule::Sgd { momentum, nesterov } => {
+                let args = [
+                    n64(n),
+                    lr,
+                    Arg::F32(momentum as f32),
+                    Arg::I32(nesterov as i32),
+                    wd,
+                    pm(&param),
+                    p(&grad),
+                    pm(&s1),
+                ];
+                self.launch_1d("optim", "sgd_f32", n, &args)
+            }
+            OptimRule::RmsProp { rho, eps } => {
+                let args = [n64(n), lr, Arg::F32(rho as f32), Arg::F32(eps as f32), wd, pm(&param), p(&grad), pm(&s1)];
+                self.launch_1d("optim", "rmsprop_f32", n, &args)
+            }
+            OptimRule::Adam { beta1, beta2, eps } => {
+                let t = step.t.max(1) as i32;
+                let bc1 = (1.0 - beta1.powi(t)) as f32;
+                let bc2 = (1.0 - beta2.powi(t)).sqrt() as f32;
+                let args = [
+                    n64(n),
+                    lr,
+                    Arg::F32(beta1 as f32),
+                    Arg::F32(beta2 as f32),
+                    Arg::F32(eps as f32),
+                    wd,
+                    Arg::F32(bc1),
+                    Arg::F32(bc2),
+                    pm(&param),
+                    p(&grad),
+                    pm(&s1),
+                    pm(&s2),
+                ];
+                self.launch_1d("optim", "adam_f32", n, &args)
+            }
+        }
+    }
+
+    /// One GEMM launch per step, the activation fused into its epilogue.
+    fn recurrent_forward(
+        &self,
+        w: Slice<Self>,
+        act: Act<Self>,
+        pre: SliceMut<Self>,
+        h: SliceMut<Self>,
+        d: SeqDims,
+    ) -> Result<()> {
+        let bn = d.batch * d.n;
+        w.check("recurrent_forward(w)", d.n * d.n)?;
+        pre.check("recurrent_forward(pre)", d.t * bn)?;
+        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
+        check_act(&act, bn, d.n)?;
+        let (wp, pp, hp) = (Cuda::ptr(&w), Cuda::ptr_mut(&pre), Cuda::ptr_mut(&h));
+        for t in 0..d.t {
+            let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
+            let mut g = GemmLaunch::dense(d.batch, d.n, d.n, at(hp, t), false, wp, true, at(pp, t));
+            g.beta = 1.0;
+            g.act = Some(act.kind);
+            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
+            g.act_out = at(hp, t + 1);
+            self.launch_gemm(&g)?;
+        }
+        Ok(())
+    }
+
+    /// One GEMM launch per step with the activation's backward in the epilogue
+    /// (`dh_t += delta_{t+1} W` kept in `dh`, `delta_t = J^T dh_t` written), then one pass for the
+    /// activation parameter's gradient.
+    fn recurrent_backward(
+        &self,
+        w: Slice<Self>,
+        act: Act<Self>,
+        pre: Slice<Self>,
+        h: Slice<Self>,
+        dh: SliceMut<Self>,
+        mut delta: SliceMut<Self>,
+        dparam: Option<SliceMut<Self>>,
+        d: SeqDims,
+    ) -> Result<()> {
+        let bn = d.batch * d.n;
+        w.check("recurrent_backward(w)", d.n * d.n)?;
+        pre.check("recurrent_backward(pre)", d.t * bn)?;
+        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
+        dh.check("recurrent_backward(dh)", d.t * bn)?;
+        delta.check("recurrent_backward(delta)", d.t * bn)?;
+        check_act(&act, bn, d.n)?;
+        let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
+        let (wp, pp, hp, dhp, dp) =
+            (Cuda::ptr(&w), Cuda::ptr(&pre), Cuda::ptr(&h), Cuda::ptr_mut(&dh), Cuda::ptr_mut(&delta));
+        for t in (0..d.t).rev() {
+            // K = 0 on the last step: the product vanishes and the epilogue alone forms delta_{T-1}.
+            let k = if t + 1 < d.t { d.n } else { 0 };
+            let src = if t + 1 < d.t { at(dp, t + 1) } else { dp };
+            let mut g = GemmLaunch::dense(d.batch, d.n, k, src, false, wp, false, at(dhp, t));
+            g.beta = 1.0;
+            g.act = Some(act.kind);
+            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
+            g.act_out = at(dp, t);
+            g.pre = at(pp, t);
+            g.hval = at(hp, t + 1);
+            self.launch_gemm(&g)?;
+        }
+        if let Some(dparam) = dparam {
+            // dh now holds dL/dh_t for every step; one pass accumulates the parameter gradient
+            // (and rewrites delta with the same values).
+            let h_out = h.sub(bn, d.t * bn);
+            self.act_bwd(act, pre, h_out, dh.as_ref(), delta.rb(), Some(dparam), d.n)?;
+        }
+        Ok(())
+    }
+}
