@@ -494,3 +494,23 @@ pub trait Backend: Clone + Send + Sync + 'static {
         Ok(())
     }
 }
+
+/// Checks an activation against a view of `len` elements in rows of width `cols`.
+pub(crate) fn check_act<B: Backend>(act: &Act<B>, len: usize, cols: usize) -> Result<()> {
+    if cols == 0 || !len.is_multiple_of(cols) {
+        return Err(Error::shape("activation", format!("a multiple of the width {cols}"), len));
+    }
+    if act.kind == Activation::Oplu && !cols.is_multiple_of(2) {
+        return Err(Error::invalid(
+            "activation",
+            "oplu",
+            format!("OPLU pairs units, so the width must be even (got {cols})"),
+        ));
+    }
+    let need = act.kind.param_len(cols);
+    match &act.param {
+        Some(p) => p.check("activation parameter", need),
+        None if need == 0 => Ok(()),
+        None => Err(Error::shape("activation parameter", need, "none")),
+    }
+}

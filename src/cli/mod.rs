@@ -35,12 +35,18 @@ struct TrainArgs {
     /// Task.
     #[arg(long, value_enum, default_value = "copy")]
     task: TaskKind,
-    /// Sequence length T (the copy task's delay; its sequences have T + 20 steps).
+    /// Sequence length T (the copy task's delay: its sequences have T + 20 steps; PTB: the longest sentence kept, 75 or 300).
     #[arg(long)]
     seq_len: Option<usize>,
     /// Directory with the task's data files (MNIST IDX, PTB text).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// File-backed tasks: train on the first N examples only.
+    #[arg(long)]
+    max_train: Option<usize>,
+    /// File-backed tasks: evaluate on the test split instead of the validation split.
+    #[arg(long)]
+    eval_test: bool,
     #[command(flatten)]
     model: ModelArgs,
     #[command(flatten)]
@@ -155,7 +161,14 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let spec = a.model.spec()?;
     let optim = a.optim.config(spec.regs.weight_decay)?;
-    let task = TaskSpec { kind: a.task, seq_len: a.seq_len, data: a.data.clone(), seed: a.seed };
+    let task = TaskSpec {
+        kind: a.task,
+        seq_len: a.seq_len,
+        data: a.data.clone(),
+        seed: a.seed,
+        max_train: a.max_train,
+        eval_test: a.eval_test,
+    };
     let cfg = TrainConfig {
         iters,
         batch: a.batch,

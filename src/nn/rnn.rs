@@ -48,7 +48,7 @@ impl RnnConfig {
         if self.hidden == 0 {
             return Err(Error::invalid("--hidden", 0, "the hidden size must be at least 1"));
         }
-        if self.activation == Activation::Oplu && self.hidden % 2 != 0 {
+        if self.activation == Activation::Oplu && !self.hidden.is_multiple_of(2) {
             return Err(Error::invalid(
                 "--hidden",
                 self.hidden,
@@ -313,10 +313,10 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let n = self.cfg.hidden;
         let mut d =
             Diagnostics { singular_values: singular_values(&self.b, Slice::all(&self.w), n)?, ..Default::default() };
-        if let (Some(i), Activation::Prelu) = (self.act_param, self.cfg.activation) {
-            if self.cfg.prelu_trainable {
-                d.prelu_slope = Some(self.b.download(self.params[i].v())?[0].f64());
-            }
+        if let (Some(i), Activation::Prelu) = (self.act_param, self.cfg.activation)
+            && self.cfg.prelu_trainable
+        {
+            d.prelu_slope = Some(self.b.download(self.params[i].v())?[0].f64());
         }
         let (_, tp) = self.params.split_at(self.first_transition);
         self.transition.diagnostics(&self.b, tp, &mut d)?;

@@ -47,14 +47,10 @@ impl OptimConfig {
         if !(self.geo_lr.is_finite() && self.geo_lr >= 0.0) {
             return Err(Error::invalid("--geo-lr", self.geo_lr, "must be finite and >= 0"));
         }
-        if let Some(c) = self.clip {
-            if !(c.is_finite() && c > 0.0) {
-                return Err(Error::invalid(
-                    "--clip",
-                    c,
-                    "the clipping norm must be positive (omit the flag to disable)",
-                ));
-            }
+        if let Some(c) = self.clip
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(Error::invalid("--clip", c, "the clipping norm must be positive (omit the flag to disable)"));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::invalid("--weight-decay", self.weight_decay, "must be finite and >= 0"));
@@ -89,6 +85,9 @@ pub struct StepInfo {
     pub clipped: bool,
 }
 
+/// One parameter's optimizer state on the host: (first moment or momentum, second moment).
+pub type HostState<B> = (Vec<<B as Backend>::Elem>, Vec<<B as Backend>::Elem>);
+
 /// Optimizer state for one model.
 pub struct Optimizer<B: Backend> {
     cfg: OptimConfig,
@@ -122,7 +121,7 @@ impl<B: Backend> Optimizer<B> {
     }
 
     /// Restores state from a checkpoint.
-    pub fn restore(&mut self, b: &B, step: u64, states: Vec<(Vec<B::Elem>, Vec<B::Elem>)>) -> Result<()> {
+    pub fn restore(&mut self, b: &B, step: u64, states: Vec<HostState<B>>) -> Result<()> {
         if states.len() != self.states.len() {
             return Err(Error::shape("optimizer state", self.states.len(), states.len()));
         }

@@ -123,6 +123,14 @@ pub enum TaskKind {
     Copy,
     /// Add the two marked numbers of a sequence of T.
     Adding,
+    /// Sequential MNIST: 784 pixels, one per step.
+    Mnist,
+    /// Permuted sequential MNIST: one fixed permutation of the 784 positions.
+    Pmnist,
+    /// Row-wise MNIST: 28 steps of 28 pixels.
+    MnistRows,
+    /// Penn Treebank characters: next-character prediction, one sentence per sequence.
+    Ptb,
 }
 
 impl TaskKind {
@@ -131,6 +139,10 @@ impl TaskKind {
         match self {
             TaskKind::Copy => "copy",
             TaskKind::Adding => "adding",
+            TaskKind::Mnist => "mnist",
+            TaskKind::Pmnist => "pmnist",
+            TaskKind::MnistRows => "mnist-rows",
+            TaskKind::Ptb => "ptb",
         }
     }
     /// Default sequence length.
@@ -138,6 +150,9 @@ impl TaskKind {
         match self {
             TaskKind::Copy => 100,
             TaskKind::Adding => 100,
+            TaskKind::Mnist | TaskKind::Pmnist => mnist::PIXELS,
+            TaskKind::MnistRows => mnist::ROWS,
+            TaskKind::Ptb => 75,
         }
     }
 }
@@ -152,22 +167,77 @@ pub struct TaskSpec {
     pub data: Option<std::path::PathBuf>,
     /// Data seed.
     pub seed: u64,
+    /// File-backed tasks: keep only this many training examples (quick experiments).
+    #[serde(default)]
+    pub max_train: Option<usize>,
+    /// File-backed tasks: evaluate on the test split instead of the validation split.
+    #[serde(default)]
+    pub eval_test: bool,
+}
+
+impl TaskSpec {
+    /// A synthetic task of length `seq_len`.
+    pub fn synthetic(kind: TaskKind, seq_len: usize, seed: u64) -> Self {
+        TaskSpec { kind, seq_len: Some(seq_len), data: None, seed, max_train: None, eval_test: false }
+    }
 }
 
 impl TaskSpec {
     /// Builds the task.
     pub fn build(&self) -> Result<Box<dyn Task>> {
         let t = self.seq_len.unwrap_or(self.kind.default_seq_len());
-        if self.data.is_some() {
+        let synthetic = matches!(self.kind, TaskKind::Copy | TaskKind::Adding);
+        let context = || format!("--task {}", self.kind.as_str());
+        if synthetic && self.data.is_some() {
             return Err(Error::Inapplicable {
                 flag: "--data",
-                context: format!("--task {}", self.kind.as_str()),
+                context: context(),
                 hint: "synthetic tasks generate their data; --data is for mnist, pmnist, mnist-rows and ptb".into(),
             });
         }
+        if synthetic && (self.max_train.is_some() || self.eval_test) {
+            return Err(Error::Inapplicable {
+                flag: "--max-train/--eval-test",
+                context: context(),
+                hint: "synthetic tasks have no fixed training or test set".into(),
+            });
+        }
+        let dir = || {
+            self.data.clone().ok_or_else(|| {
+                Error::invalid(
+                    "--data",
+                    "(missing)",
+                    format!("--task {} reads files: pass --data DIR", self.kind.as_str()),
+                )
+            })
+        };
+        let mnist = |variant: mnist::MnistVariant| -> Result<Box<dyn Task>> {
+            if self.seq_len.is_some_and(|s| s != variant.steps()) {
+                return Err(Error::Inapplicable {
+                    flag: "--seq-len",
+                    context: context(),
+                    hint: format!("MNIST sequences have a fixed length ({} steps)", variant.steps()),
+                });
+            }
+            let mut cfg = mnist::MnistConfig::new(dir()?, variant);
+            cfg.seed = self.seed;
+            cfg.max_train = self.max_train;
+            cfg.use_test_for_eval = self.eval_test;
+            Ok(Box::new(mnist::MnistTask::new(&cfg)?))
+        };
         Ok(match self.kind {
             TaskKind::Copy => Box::new(copy::CopyTask::new(t, self.seed)?),
             TaskKind::Adding => Box::new(adding::AddingTask::new(t, self.seed)?),
+            TaskKind::Mnist => mnist(mnist::MnistVariant::Sequential)?,
+            TaskKind::Pmnist => mnist(mnist::MnistVariant::Permuted)?,
+            TaskKind::MnistRows => mnist(mnist::MnistVariant::RowWise)?,
+            TaskKind::Ptb => {
+                let mut cfg = ptb::PtbConfig::new(dir()?, t);
+                cfg.seed = self.seed;
+                cfg.max_train = self.max_train;
+                cfg.use_test_for_eval = self.eval_test;
+                Box::new(ptb::PtbTask::new(&cfg)?)
+            }
         })
     }
 }

@@ -250,6 +250,9 @@ impl PtbTask {
 }
 
 impl Task for PtbTask {
+    fn reports_bpc(&self) -> bool {
+        true
+    }
     fn name(&self) -> String {
         "ptb".into()
     }

@@ -73,7 +73,7 @@ impl ModelSpec {
     /// Builds the model for `task` on backend `b`, initialized from `seed`.
     pub fn build<B: Backend>(&self, b: &B, task: &dyn Task, seed: u64) -> Result<Box<dyn Model<B>>> {
         self.validate()?;
-        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_1A17);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F1A_17AB);
         let n = self.hidden;
         let cfg = RnnConfig {
             input: task.input_dim(),

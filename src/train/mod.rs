@@ -206,7 +206,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             loss_sum += st.loss;
             loss_n += 1;
             progress.tick(self.iter, st.loss);
-            if self.iter % self.cfg.eval_every == 0 || self.iter == self.cfg.iters {
+            if self.iter.is_multiple_of(self.cfg.eval_every) || self.iter == self.cfg.iters {
                 let seconds = self.prior_seconds + train_time;
                 let rec = self.record(seconds, Some(loss_sum / loss_n as f64))?;
                 (loss_sum, loss_n) = (0.0, 0);

@@ -45,7 +45,7 @@ impl Progress {
     pub fn tick(&mut self, iter: usize, loss: f64) {
         if let Some(bar) = &self.bar {
             bar.set_position(iter as u64);
-            if iter % 10 == 0 {
+            if iter.is_multiple_of(10) {
                 bar.set_message(format!("train loss {loss:.4}"));
             }
         }

@@ -24,6 +24,7 @@ pub fn gradcheck(model: &mut dyn Model<B64>, batch: &Batch, h: f64, max_entries:
     let analytic: Vec<Vec<f64>> = model.params().iter().map(|p| b.download(Slice::all(&p.grad)).unwrap()).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(99);
     let mut worst = (0.0f64, String::new());
+    #[allow(clippy::needless_range_loop)]
     for pi in 0..model.params().len() {
         if model.params()[pi].update == ortho_rnn::nn::Update::Frozen {
             continue;

@@ -8,7 +8,9 @@
 pub mod ops;
 mod recurrent;
 
-use super::{Act, Backend, DeviceBuf, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut};
+use super::{
+    Act, Backend, DeviceBuf, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut, check_act,
+};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use faer::linalg::solvers::{PartialPivLu, SolveCore};
@@ -432,24 +434,5 @@ impl<T: Scalar> Backend for Cpu<T> {
             d,
         );
         Ok(())
-    }
-}
-
-fn check_act<B: Backend>(act: &Act<B>, len: usize, cols: usize) -> Result<()> {
-    if cols == 0 || !len.is_multiple_of(cols) {
-        return Err(Error::shape("activation", format!("a multiple of the width {cols}"), len));
-    }
-    if act.kind == super::Activation::Oplu && !cols.is_multiple_of(2) {
-        return Err(Error::invalid(
-            "activation",
-            "oplu",
-            format!("OPLU pairs units, so the width must be even (got {cols})"),
-        ));
-    }
-    let need = act.kind.param_len(cols);
-    match &act.param {
-        Some(p) => p.check("activation parameter", need),
-        None if need == 0 => Ok(()),
-        None => Err(Error::shape("activation parameter", need, "none")),
     }
 }

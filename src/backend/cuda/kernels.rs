@@ -43,7 +43,7 @@ pub fn entry_points(src: &str) -> Vec<String> {
         } else {
             head.to_string()
         };
-        if let Some(name) = head.split(|c: char| !(c.is_alphanumeric() || c == '_')).filter(|s| !s.is_empty()).last() {
+        if let Some(name) = head.split(|c: char| !(c.is_alphanumeric() || c == '_')).rfind(|s| !s.is_empty()) {
             out.push(name.to_string());
         }
     }

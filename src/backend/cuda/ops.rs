@@ -4,7 +4,7 @@ use super::driver::{Arg, Driver};
 use super::lu::CudaLu;
 use super::{Cuda, CudaBuf, GemmLaunch, act_code};
 use crate::backend::{
-    Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut,
+    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, check_act,
 };
 use crate::error::{Error, Result};
 
@@ -16,25 +16,6 @@ fn pm<D: Driver>(s: &SliceMut<Cuda<D>>) -> Arg {
 }
 fn n64(n: usize) -> Arg {
     Arg::I64(n as i64)
-}
-
-fn check_act<D: Driver>(act: &Act<Cuda<D>>, len: usize, cols: usize) -> Result<()> {
-    if cols == 0 || len % cols != 0 {
-        return Err(Error::shape("activation", format!("a multiple of the width {cols}"), len));
-    }
-    if act.kind == Activation::Oplu && cols % 2 != 0 {
-        return Err(Error::invalid(
-            "activation",
-            "oplu",
-            format!("OPLU pairs units, so the width must be even (got {cols})"),
-        ));
-    }
-    let need = act.kind.param_len(cols);
-    match &act.param {
-        Some(p) => p.check("activation parameter", need),
-        None if need == 0 => Ok(()),
-        None => Err(Error::shape("activation parameter", need, "none")),
-    }
 }
 
 impl<D: Driver> Backend for Cuda<D> {
