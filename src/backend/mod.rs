@@ -382,6 +382,39 @@ pub trait Backend: Clone + Send + Sync + 'static {
         cols: usize,
     ) -> Result<()>;
 
+    // ---- LSTM cell (pointwise part) ----
+    /// The LSTM cell with peepholes after its matrix products. `z` is `[B, 4n]`, gate blocks in the
+    /// order `(i, f, g, o)`, holding `W_x x_t + W_h h_{t-1} + b`; `peep` is `[3n]` = `(w_ci, w_cf, w_co)`.
+    /// `i = sigmoid(z_i + w_ci c_prev)`, `f = sigmoid(z_f + w_cf c_prev)`, `g = tanh(z_g)`,
+    /// `c = f c_prev + i g`, `o = sigmoid(z_o + w_co c)`, `h = o tanh(c)`. `c` is `[2, B, n]`: `c_prev`
+    /// is read from its first half and `c_t` written to its second (consecutive steps of a sequence
+    /// buffer). Writes the activated gates `(i, f, g, o)` to `gates` (`[B, 4n]`) and `h` (`[B, n]`).
+    fn lstm_fwd(
+        &self,
+        z: Slice<Self>,
+        peep: Slice<Self>,
+        c: SliceMut<Self>,
+        gates: SliceMut<Self>,
+        h: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()>;
+    /// Backward of [`Backend::lstm_fwd`]. `dh` is `dL/dh_t`; `dc` holds `dL/dc_t` from later steps on
+    /// entry and `dL/dc_{t-1}` on exit; writes `dz` (`[B, 4n]`) and adds the peephole gradients to
+    /// `dpeep`.
+    #[allow(clippy::too_many_arguments)]
+    fn lstm_bwd(
+        &self,
+        gates: Slice<Self>,
+        c_prev: Slice<Self>,
+        c: Slice<Self>,
+        peep: Slice<Self>,
+        dh: Slice<Self>,
+        dc: SliceMut<Self>,
+        dz: SliceMut<Self>,
+        dpeep: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()>;
+
     // ---- losses ----
     /// Softmax cross-entropy over rows of `logits` (`[rows, classes]`). `targets[r]` is the class
     /// index as a float; a negative target ignores the row. Writes `grad = scale (softmax - onehot)`
@@ -513,4 +546,26 @@ pub(crate) fn check_act<B: Backend>(act: &Act<B>, len: usize, cols: usize) -> Re
         None if need == 0 => Ok(()),
         None => Err(Error::shape("activation parameter", need, "none")),
     }
+}
+
+/// Checks the views of an LSTM cell op: `[B, 4n]` gate buffers, `[B, n]` state buffers, `[3n]` peepholes.
+pub(crate) fn check_lstm(op: &'static str, four: &[usize], one: &[usize], peep: usize, n: usize) -> Result<usize> {
+    let rows = one.first().copied().unwrap_or(0) / n.max(1);
+    if n == 0 || rows == 0 {
+        return Err(Error::shape(op, "a non-empty batch of width n > 0", format!("n = {n}")));
+    }
+    for &l in one {
+        if l != rows * n {
+            return Err(Error::shape(op, rows * n, l));
+        }
+    }
+    for &l in four {
+        if l != 4 * rows * n {
+            return Err(Error::shape(op, 4 * rows * n, l));
+        }
+    }
+    if peep != 3 * n {
+        return Err(Error::shape(op, 3 * n, peep));
+    }
+    Ok(rows)
 }

@@ -3,6 +3,7 @@
 
 pub mod head;
 pub mod init;
+pub mod lstm;
 pub mod rnn;
 
 use crate::backend::{Backend, LossStats, Slice};

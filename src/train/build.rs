@@ -4,6 +4,7 @@ use crate::backend::{Activation, Backend};
 use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::nn::init::{self, RecurrentInit};
+use crate::nn::lstm::Lstm;
 use crate::nn::rnn::{Rnn, RnnConfig};
 use crate::optim::regularize::Regularizers;
 use crate::param::free::Free;
@@ -18,6 +19,8 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// Elman RNN with a free recurrent matrix.
     Rnn,
+    /// The LSTM baseline (peepholes, forget bias 1, orthogonal recurrent blocks).
+    Lstm,
 }
 
 impl ModelKind {
@@ -25,6 +28,7 @@ impl ModelKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ModelKind::Rnn => "rnn",
+            ModelKind::Lstm => "lstm",
         }
     }
 }
@@ -85,6 +89,18 @@ impl ModelSpec {
             prelu_trainable: self.prelu_trainable,
             regs: self.regs,
         };
+        if self.model == ModelKind::Lstm {
+            let r = &self.regs;
+            if r.soft_orth > 0.0 || r.spectrum_prior > 0.0 || r.gain_orth.is_some() {
+                return Err(Error::Inapplicable {
+                    flag: "--reg",
+                    context: "--model lstm".into(),
+                    hint: "the regularizers act on a single recurrent matrix W; use an RNN model".into(),
+                });
+            }
+            let lstm = Lstm::new(b, task.input_dim(), n, task.loss(), task.accuracy_last_steps(), &mut rng)?;
+            return Ok(Box::new(lstm));
+        }
         cfg.validate()?;
         match self.model {
             ModelKind::Rnn => {
@@ -92,6 +108,7 @@ impl ModelSpec {
                 let tp = Free::params(b, n, &w0)?;
                 Ok(Box::new(Rnn::new(b, cfg, &mut rng, Box::new(Free), tp)?))
             }
+            ModelKind::Lstm => unreachable!("handled above"),
         }
     }
 }

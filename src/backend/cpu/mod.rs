@@ -10,6 +10,7 @@ mod recurrent;
 
 use super::{
     Act, Backend, DeviceBuf, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut, check_act,
+    check_lstm,
 };
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -269,6 +270,59 @@ impl<T: Scalar> Backend for Cpu<T> {
             None => &mut [],
         };
         ops::act_bwd(act.kind, act.param.map(view).unwrap_or(&[]), view(a), view(h), view(dh), view_mut(da), dp, cols);
+        Ok(())
+    }
+
+    fn lstm_fwd(
+        &self,
+        z: Slice<Self>,
+        peep: Slice<Self>,
+        c: SliceMut<Self>,
+        gates: SliceMut<Self>,
+        h: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()> {
+        check_lstm("lstm_fwd", &[z.len, gates.len], &[c.len / 2, h.len], peep.len, n)?;
+        check_lstm("lstm_fwd", &[], &[c.len - c.len / 2, h.len], peep.len, n)?;
+        for v in [&z, &peep] {
+            v.check("lstm_fwd", v.len)?;
+        }
+        for v in [&c, &gates, &h] {
+            v.check("lstm_fwd", v.len)?;
+        }
+        ops::lstm_fwd(view(z), view(peep), view_mut(c), view_mut(gates), view_mut(h), n);
+        Ok(())
+    }
+    fn lstm_bwd(
+        &self,
+        gates: Slice<Self>,
+        c_prev: Slice<Self>,
+        c: Slice<Self>,
+        peep: Slice<Self>,
+        dh: Slice<Self>,
+        dc: SliceMut<Self>,
+        dz: SliceMut<Self>,
+        dpeep: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()> {
+        check_lstm("lstm_bwd", &[gates.len, dz.len], &[c_prev.len, c.len, dh.len, dc.len], peep.len, n)?;
+        for v in [&gates, &c_prev, &c, &peep, &dh] {
+            v.check("lstm_bwd", v.len)?;
+        }
+        dc.check("lstm_bwd(dc)", dc.len)?;
+        dz.check("lstm_bwd(dz)", dz.len)?;
+        dpeep.check("lstm_bwd(dpeep)", 3 * n)?;
+        ops::lstm_bwd(
+            view(gates),
+            view(c_prev),
+            view(c),
+            view(peep),
+            view(dh),
+            view_mut(dc),
+            view_mut(dz),
+            view_mut(dpeep),
+            n,
+        );
         Ok(())
     }
 

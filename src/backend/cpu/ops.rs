@@ -253,3 +253,65 @@ pub fn optim_step<T: Scalar>(step: &OptimStep, p: &mut [T], g: &[T], s1: &mut [T
         }
     }
 }
+
+/// LSTM cell forward (see [`crate::backend::Backend::lstm_fwd`]).
+/// `c` holds `[c_prev; c_t]`.
+pub fn lstm_fwd<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h: &mut [T], n: usize) {
+    let (wci, wcf, wco) = (&peep[..n], &peep[n..2 * n], &peep[2 * n..]);
+    let (c_prev, c) = c.split_at_mut(c.len() / 2);
+    for (r, zr) in z.chunks_exact(4 * n).enumerate() {
+        let gr = &mut gates[r * 4 * n..(r + 1) * 4 * n];
+        for j in 0..n {
+            let cp = c_prev[r * n + j];
+            let i = sigmoid(zr[j] + wci[j] * cp);
+            let f = sigmoid(zr[n + j] + wcf[j] * cp);
+            let g = zr[2 * n + j].tanh();
+            let cc = f * cp + i * g;
+            let o = sigmoid(zr[3 * n + j] + wco[j] * cc);
+            gr[j] = i;
+            gr[n + j] = f;
+            gr[2 * n + j] = g;
+            gr[3 * n + j] = o;
+            c[r * n + j] = cc;
+            h[r * n + j] = o * cc.tanh();
+        }
+    }
+}
+
+/// LSTM cell backward (see [`crate::backend::Backend::lstm_bwd`]).
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_bwd<T: Scalar>(
+    gates: &[T],
+    c_prev: &[T],
+    c: &[T],
+    peep: &[T],
+    dh: &[T],
+    dc: &mut [T],
+    dz: &mut [T],
+    dpeep: &mut [T],
+    n: usize,
+) {
+    let (wci, wcf, wco) = (&peep[..n], &peep[n..2 * n], &peep[2 * n..]);
+    let one = T::one();
+    for (r, gr) in gates.chunks_exact(4 * n).enumerate() {
+        let dzr = &mut dz[r * 4 * n..(r + 1) * 4 * n];
+        for j in 0..n {
+            let k = r * n + j;
+            let (i, f, g, o) = (gr[j], gr[n + j], gr[2 * n + j], gr[3 * n + j]);
+            let (cp, cc) = (c_prev[k], c[k]);
+            let tc = cc.tanh();
+            let da_o = dh[k] * tc * o * (one - o);
+            let dct = dc[k] + dh[k] * o * (one - tc * tc) + da_o * wco[j];
+            let da_i = dct * g * i * (one - i);
+            let da_f = dct * cp * f * (one - f);
+            dzr[j] = da_i;
+            dzr[n + j] = da_f;
+            dzr[2 * n + j] = dct * i * (one - g * g);
+            dzr[3 * n + j] = da_o;
+            dc[k] = dct * f + da_i * wci[j] + da_f * wcf[j];
+            dpeep[j] += da_i * cp;
+            dpeep[n + j] += da_f * cp;
+            dpeep[2 * n + j] += da_o * cc;
+        }
+    }
+}

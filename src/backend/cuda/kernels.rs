@@ -12,6 +12,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
     ("gemm", include_str!("../../../kernels/gemm.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
+    ("lstm", include_str!("../../../kernels/lstm.cu")),
     ("lu", include_str!("../../../kernels/lu.cu")),
     ("optim", include_str!("../../../kernels/optim.cu")),
     ("reduce", include_str!("../../../kernels/reduce.cu")),

@@ -5,6 +5,7 @@ use super::lu::CudaLu;
 use super::{Cuda, CudaBuf, GemmLaunch, act_code};
 use crate::backend::{
     Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, check_act,
+    check_lstm,
 };
 use crate::error::{Error, Result};
 
@@ -172,6 +173,61 @@ impl<D: Driver> Backend for Cuda<D> {
         let args =
             [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), p(&h), p(&dh), param, pm(&da), dp];
         self.launch_1d("activation", "act_bwd_f32", a.len, &args)
+    }
+
+    fn lstm_fwd(
+        &self,
+        z: Slice<Self>,
+        peep: Slice<Self>,
+        c: SliceMut<Self>,
+        gates: SliceMut<Self>,
+        h: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()> {
+        let rows = check_lstm("lstm_fwd", &[z.len, gates.len], &[c.len / 2, h.len], peep.len, n)?;
+        check_lstm("lstm_fwd", &[], &[c.len - c.len / 2, h.len], peep.len, n)?;
+        for v in [&z, &peep] {
+            v.check("lstm_fwd", v.len)?;
+        }
+        for v in [&c, &gates, &h] {
+            v.check("lstm_fwd", v.len)?;
+        }
+        let args = [Arg::I32(rows as i32), Arg::I32(n as i32), p(&z), p(&peep), pm(&c), pm(&gates), pm(&h)];
+        self.launch_1d("lstm", "lstm_fwd_f32", rows * n, &args)
+    }
+    fn lstm_bwd(
+        &self,
+        gates: Slice<Self>,
+        c_prev: Slice<Self>,
+        c: Slice<Self>,
+        peep: Slice<Self>,
+        dh: Slice<Self>,
+        dc: SliceMut<Self>,
+        dz: SliceMut<Self>,
+        dpeep: SliceMut<Self>,
+        n: usize,
+    ) -> Result<()> {
+        let rows = check_lstm("lstm_bwd", &[gates.len, dz.len], &[c_prev.len, c.len, dh.len, dc.len], peep.len, n)?;
+        for v in [&gates, &c_prev, &c, &peep, &dh] {
+            v.check("lstm_bwd", v.len)?;
+        }
+        for v in [&dc, &dz] {
+            v.check("lstm_bwd", v.len)?;
+        }
+        dpeep.check("lstm_bwd(dpeep)", 3 * n)?;
+        let args = [
+            Arg::I32(rows as i32),
+            Arg::I32(n as i32),
+            p(&gates),
+            p(&c_prev),
+            p(&c),
+            p(&peep),
+            p(&dh),
+            pm(&dc),
+            pm(&dz),
+            pm(&dpeep),
+        ];
+        self.launch_1d("lstm", "lstm_bwd_f32", rows * n, &args)
     }
 
     fn softmax_xent(
