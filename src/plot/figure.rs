@@ -331,41 +331,40 @@ pub(crate) fn legend_corner(
 ) -> SeriesLabelPosition {
     let w = (0.09 + 0.013 * longest_label as f64).min(0.6);
     let h = (0.05 + 0.065 * entries as f64).min(0.9);
-    // Corners in order of preference when equally clear.
+    // Corners (x interval, y interval) in order of preference when equally clear.
     let corners = [
-        (SeriesLabelPosition::UpperRight, (1.0 - w, 1.0), (1.0 - h, 1.0)),
-        (SeriesLabelPosition::LowerRight, (1.0 - w, 1.0), (0.0, h)),
-        (SeriesLabelPosition::UpperLeft, (0.0, w), (1.0 - h, 1.0)),
-        (SeriesLabelPosition::LowerLeft, (0.0, w), (0.0, h)),
+        ((1.0 - w, 1.0), (1.0 - h, 1.0)),
+        ((1.0 - w, 1.0), (0.0, h)),
+        ((0.0, w), (1.0 - h, 1.0)),
+        ((0.0, w), (0.0, h)),
     ];
     let mut hits = [0usize; 4];
+    let mut count = |(x, y): (f64, f64)| {
+        for (i, ((xa, xb), (ya, yb))) in corners.iter().enumerate() {
+            if (*xa..=*xb).contains(&x) && (*ya..=*yb).contains(&y) {
+                hits[i] += 1;
+            }
+        }
+    };
     for line in series {
         let unit: Vec<(f64, f64)> = line.iter().map(|&p| to_unit(p)).collect();
-        let samples: Box<dyn Iterator<Item = (f64, f64)>> = if unit.len() == 1 {
-            Box::new(unit.iter().copied())
-        } else {
-            Box::new(unit.windows(2).flat_map(|s| {
-                let ((x0, y0), (x1, y1)) = (s[0], s[1]);
-                (0..16).map(move |k| {
-                    let f = f64::from(k) / 16.0;
-                    (x0 + f * (x1 - x0), y0 + f * (y1 - y0))
-                })
-            }))
-        };
-        for (x, y) in samples {
-            for (i, (_, (xa, xb), (ya, yb))) in corners.iter().enumerate() {
-                if (*xa..=*xb).contains(&x) && (*ya..=*yb).contains(&y) {
-                    hits[i] += 1;
-                }
+        if let [p] = unit.as_slice() {
+            count(*p);
+        }
+        // Sample each segment so that a long straight stretch counts as well as its end points.
+        for seg in unit.windows(2) {
+            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+            for k in 0..16 {
+                let f = f64::from(k) / 16.0;
+                count((x0 + f * (x1 - x0), y0 + f * (y1 - y0)));
             }
         }
     }
-    let best = (0..4).min_by_key(|&i| (hits[i], i)).unwrap_or(0);
-    match corners[best].0 {
-        SeriesLabelPosition::UpperRight => SeriesLabelPosition::UpperRight,
-        SeriesLabelPosition::LowerRight => SeriesLabelPosition::LowerRight,
-        SeriesLabelPosition::UpperLeft => SeriesLabelPosition::UpperLeft,
-        _ => SeriesLabelPosition::LowerLeft,
+    match (0..4).min_by_key(|&i| (hits[i], i)) {
+        Some(1) => SeriesLabelPosition::LowerRight,
+        Some(2) => SeriesLabelPosition::UpperLeft,
+        Some(3) => SeriesLabelPosition::LowerLeft,
+        _ => SeriesLabelPosition::UpperRight,
     }
 }
 
