@@ -1,0 +1,286 @@
+//! Training curves: one line per run of one [`Metric`] against the iteration or epoch.
+//!
+//! This is the form of Vorontsov et al.'s Figure 1 (copy-task accuracy per spectral margin), Figure 4
+//! (per strength of the soft constraints), Figure 5 (adding-task MSE with the trivial baseline
+//! `1/6`) and Figure 6 (sequential MNIST loss). The abscissa is the epoch when every plotted record
+//! carries one, otherwise the iteration.
+
+use super::figure::{self, DrawResult, Figure, Theme, XAxis};
+use crate::error::{Error, Result};
+use crate::train::metrics::EvalRecord;
+use plotters::coord::Shift;
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// A scalar that an [`EvalRecord`] may carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Metric {
+    /// Evaluation loss (always present).
+    Loss,
+    /// Mean training loss since the previous record.
+    TrainLoss,
+    /// Evaluation accuracy (a fraction in `[0, 1]`).
+    Accuracy,
+    /// Evaluation mean squared error.
+    Mse,
+    /// Bits per character.
+    Bpc,
+}
+
+impl Metric {
+    /// Every metric, in the order `plot_run_dir` draws them.
+    pub const ALL: [Metric; 5] = [Metric::Loss, Metric::TrainLoss, Metric::Accuracy, Metric::Mse, Metric::Bpc];
+
+    /// The record's value, when it has one.
+    pub fn value(self, r: &EvalRecord) -> Option<f64> {
+        match self {
+            Metric::Loss => Some(r.loss),
+            Metric::TrainLoss => r.train_loss,
+            Metric::Accuracy => r.accuracy,
+            Metric::Mse => r.mse,
+            Metric::Bpc => r.bpc,
+        }
+    }
+
+    /// The JSON field name, also used as the file stem by `plot_run_dir`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Loss => "loss",
+            Metric::TrainLoss => "train_loss",
+            Metric::Accuracy => "accuracy",
+            Metric::Mse => "mse",
+            Metric::Bpc => "bpc",
+        }
+    }
+
+    /// The y-axis label.
+    pub fn axis_label(self) -> &'static str {
+        match self {
+            Metric::Loss => "evaluation loss",
+            Metric::TrainLoss => "training loss",
+            Metric::Accuracy => "accuracy",
+            Metric::Mse => "mean squared error",
+            Metric::Bpc => "bits per character",
+        }
+    }
+}
+
+impl std::str::FromStr for Metric {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        Metric::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::invalid("metric", s, "expected one of loss, train_loss, accuracy, mse, bpc"))
+    }
+}
+
+impl std::fmt::Display for Metric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A horizontal reference line, drawn dashed: the score of a trivial predictor, say.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Baseline {
+    /// Height of the line, in the metric's units.
+    pub value: f64,
+    /// Legend entry (e.g. `"baseline (10 ln 8 / (T+20))"`).
+    pub label: String,
+}
+
+/// Options of [`plot_curves`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct CurveOptions {
+    /// Canvas size in pixels (width, height).
+    pub size: (u32, u32),
+    /// Logarithmic y axis (non-positive values are then skipped).
+    pub log_y: bool,
+    /// Optional dashed horizontal baseline.
+    pub baseline: Option<Baseline>,
+}
+
+impl Default for CurveOptions {
+    fn default() -> Self {
+        CurveOptions { size: super::DEFAULT_SIZE, log_y: false, baseline: None }
+    }
+}
+
+/// Draws `metric` for every run (label, records) as one line, into `<out_dir>/<stem>.{svg,png}`.
+///
+/// Records without the metric (or with a non-finite value, or a non-positive one on a log axis)
+/// are skipped, and so are runs left with no points. It is an error if no run has the metric.
+/// Returns the paths written (SVG, then PNG).
+pub fn plot_curves(
+    runs: &[(String, Vec<EvalRecord>)],
+    metric: Metric,
+    out_dir: &Path,
+    stem: &str,
+    title: &str,
+    opts: &CurveOptions,
+) -> Result<Vec<PathBuf>> {
+    let usable = |v: f64| v.is_finite() && (!opts.log_y || v > 0.0);
+    let x_axis = XAxis::choose(runs.iter().flat_map(|(_, recs)| recs.iter().filter(|r| metric.value(r).is_some())));
+    let mut series = Vec::new();
+    for (label, recs) in runs {
+        let mut points: Vec<(f64, f64)> = recs
+            .iter()
+            .filter_map(|r| metric.value(r).filter(|&v| usable(v)).map(|v| (x_axis.value(r), v)))
+            .filter(|(x, _)| x.is_finite())
+            .collect();
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        if !points.is_empty() {
+            series.push((label.clone(), points));
+        }
+    }
+    if series.is_empty() {
+        let what = if opts.log_y { format!("a positive {metric} value") } else { format!("a {metric} value") };
+        return Err(Error::invalid(
+            "metric",
+            metric,
+            format!("none of the {} run(s) has {what} to plot (the field is absent from their records)", runs.len()),
+        ));
+    }
+    if let Some(b) = &opts.baseline
+        && !usable(b.value)
+    {
+        let reason = if opts.log_y { "must be finite and positive on a log axis" } else { "must be finite" };
+        return Err(Error::invalid("baseline", b.value, reason));
+    }
+
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let x_ext = figure::extent(all.clone().map(|p| p.0)).unwrap_or((0.0, 1.0));
+    let x_range = if x_ext.1 > x_ext.0 { x_ext } else { (x_ext.0 - 0.5, x_ext.1 + 0.5) };
+    let baseline_value = opts.baseline.as_ref().map(|b| b.value);
+    let y_ext = figure::extent(all.map(|p| p.1).chain(baseline_value)).unwrap_or((0.0, 1.0));
+    let y_range = if opts.log_y {
+        figure::padded_log(y_ext, 0.04)
+    } else if metric == Metric::Accuracy && y_ext.0 >= 0.0 && y_ext.1 <= 1.0 {
+        (-0.02, 1.02)
+    } else {
+        figure::padded(y_ext, 0.05)
+    };
+
+    let fig = CurveFigure {
+        title,
+        x_label: x_axis.label(),
+        y_label: metric.axis_label(),
+        series,
+        baseline: opts.baseline.as_ref(),
+        x_range,
+        y_range,
+        log_y: opts.log_y,
+    };
+    figure::render(&fig, out_dir, stem, opts.size)
+}
+
+/// A prepared curve plot.
+struct CurveFigure<'a> {
+    title: &'a str,
+    x_label: &'a str,
+    y_label: &'a str,
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    baseline: Option<&'a Baseline>,
+    x_range: (f64, f64),
+    y_range: (f64, f64),
+    log_y: bool,
+}
+
+impl Figure for CurveFigure<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
+        root.fill(&WHITE)?;
+        let (y0, y1) = self.y_range;
+        if self.log_y {
+            let (major, minor, decades) = figure::log_ticks(y0, y1);
+            let coord = (y0..y1).log_scale().with_key_points(major).with_light_points(minor);
+            self.draw_on(root, theme, coord, &|v| figure::log_tick_label(*v, decades), |y| y.ln())
+        } else {
+            self.draw_on(root, theme, y0..y1, &figure::tick_label, |y| y)
+        }
+    }
+}
+
+impl CurveFigure<'_> {
+    /// Draws on a chart whose y coordinate is `y_spec` with tick labels `y_fmt`; `y_unit` maps y to a
+    /// linear scale (for legend placement).
+    fn draw_on<DB, YS>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        theme: &Theme,
+        y_spec: YS,
+        y_fmt: &dyn Fn(&f64) -> String,
+        y_unit: impl Fn(f64) -> f64,
+    ) -> DrawResult<DB>
+    where
+        DB: DrawingBackend,
+        YS: AsRangedCoord<Value = f64>,
+        YS::CoordDescType: ValueFormatter<f64>,
+    {
+        let (x0, x1) = self.x_range;
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, theme.title_font())
+            .margin(theme.px(14.0))
+            .margin_right(theme.px(30.0))
+            .x_label_area_size(theme.px(58.0))
+            .y_label_area_size(theme.px(86.0))
+            .build_cartesian_2d(x0..x1, y_spec)?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_label)
+            .y_desc(self.y_label)
+            .axis_desc_style(theme.axis_desc_font())
+            .label_style(theme.tick_font())
+            .bold_line_style(theme.grid_bold())
+            .light_line_style(theme.grid_light())
+            .axis_style(theme.axis_style())
+            .max_light_lines(0)
+            .x_labels(8)
+            .y_labels(8)
+            .x_label_formatter(&figure::tick_label)
+            .y_label_formatter(y_fmt)
+            .draw()?;
+
+        if let Some(b) = self.baseline {
+            let style = RGBColor(90, 90, 90).stroke_width(theme.px(1.6));
+            let (dash, gap) = (theme.px(9.0), theme.px(6.0));
+            let w = theme.ipx(26.0);
+            chart
+                .draw_series(DashedLineSeries::new([(x0, b.value), (x1, b.value)], dash, gap, style))?
+                .label(b.label.as_str())
+                .legend(move |(x, y)| {
+                    let seg = |a: i32, c: i32| PathElement::new(vec![(a, 0), (c, 0)], style);
+                    EmptyElement::at((x, y)) + seg(0, w * 2 / 5) + seg(w * 3 / 5, w)
+                });
+        }
+
+        for (i, (label, points)) in self.series.iter().enumerate() {
+            let colour = figure::series_colour(i);
+            let style = colour.stroke_width(theme.line_width());
+            let w = theme.ipx(26.0);
+            chart
+                .draw_series(LineSeries::new(points.iter().copied(), style))?
+                .label(label.as_str())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], style));
+            if points.len() <= 30 {
+                let r = theme.px(3.5);
+                chart.draw_series(points.iter().map(|&p| Circle::new(p, r, colour.filled())))?;
+            }
+        }
+
+        let (y0, y1) = (y_unit(self.y_range.0), y_unit(self.y_range.1));
+        let to_unit = |(x, y): (f64, f64)| ((x - x0) / (x1 - x0), (y_unit(y) - y0) / (y1 - y0));
+        let mut lines: Vec<&[(f64, f64)]> = self.series.iter().map(|(_, p)| p.as_slice()).collect();
+        let base_line;
+        if let Some(b) = self.baseline {
+            base_line = [(x0, b.value), (x1, b.value)];
+            lines.push(&base_line);
+        }
+        let entries = self.series.len() + usize::from(self.baseline.is_some());
+        let longest = self.series.iter().map(|(l, _)| l.chars().count()).chain(self.baseline.map(|b| b.label.len()));
+        let pos = figure::legend_corner(&lines, to_unit, entries, longest.max().unwrap_or(0));
+        theme.draw_legend(&mut chart, pos)
+    }
+}

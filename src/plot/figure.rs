@@ -1,0 +1,423 @@
+//! What every figure shares: rendering one drawing to both backends, the embedded font, sizes that
+//! scale with the canvas, the colour palette, tick labels, axis ranges and legend placement.
+//!
+//! A figure is a value implementing [`Figure`]; [`render`] draws it once on an SVG backend (kept as
+//! a string, then written) and once on a bitmap backend (written by plotters as PNG).
+
+use crate::error::{Error, Result};
+use crate::train::metrics::EvalRecord;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::register_font;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// DejaVu Sans (Bitstream Vera licence, see `assets/fonts/LICENSE-DejaVu.txt`), registered with
+/// plotters' `ab_glyph` renderer so PNG text needs no fontconfig or freetype.
+static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
+
+/// The family every text element names; SVG viewers substitute their own sans-serif face.
+pub(crate) const FONT: &str = "sans-serif";
+
+/// Result of drawing on a backend `DB`.
+pub(crate) type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+/// A figure that can draw itself on any plotters backend.
+pub(crate) trait Figure {
+    /// Draws the whole figure on `root`, which covers the canvas.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB>;
+}
+
+/// Registers the embedded font once per process.
+fn ensure_font() -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let ok = *REGISTERED.get_or_init(|| register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
+    if ok { Ok(()) } else { Err(Error::Unsupported("the embedded DejaVu Sans font could not be parsed".into())) }
+}
+
+/// Checks a file stem: non-empty and a plain file name (no directory parts).
+fn check_stem(stem: &str) -> Result<()> {
+    let plain = !stem.is_empty()
+        && stem != "."
+        && stem != ".."
+        && !stem.contains(['/', '\\'])
+        && Path::new(stem).file_name().is_some_and(|n| n == stem);
+    if plain { Ok(()) } else { Err(Error::invalid("stem", format!("{stem:?}"), "must be a plain file name")) }
+}
+
+/// Checks a canvas size.
+fn check_size((w, h): (u32, u32)) -> Result<()> {
+    const MIN: (u32, u32) = (240, 180);
+    const MAX: u32 = 16_384;
+    if w < MIN.0 || h < MIN.1 || w > MAX || h > MAX {
+        return Err(Error::invalid(
+            "size",
+            format!("{w}x{h}"),
+            format!("width and height must lie in {}..={MAX} and {}..={MAX} pixels", MIN.0, MIN.1),
+        ));
+    }
+    Ok(())
+}
+
+/// Draws `fig` into `<out_dir>/<stem>.svg` and `<out_dir>/<stem>.png`, creating `out_dir`.
+pub(crate) fn render(fig: &impl Figure, out_dir: &Path, stem: &str, size: (u32, u32)) -> Result<Vec<PathBuf>> {
+    check_stem(stem)?;
+    check_size(size)?;
+    ensure_font()?;
+    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
+    let theme = Theme::new(size);
+
+    let svg_path = out_dir.join(format!("{stem}.svg"));
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, size).into_drawing_area();
+        fig.draw(&root, &theme).map_err(|e| drawing_error(&svg_path, e))?;
+        root.present().map_err(|e| drawing_error(&svg_path, e))?;
+    }
+    std::fs::write(&svg_path, svg).map_err(|e| Error::io(&svg_path, e))?;
+
+    let png_path = out_dir.join(format!("{stem}.png"));
+    {
+        let root = BitMapBackend::new(&png_path, size).into_drawing_area();
+        fig.draw(&root, &theme).map_err(|e| drawing_error(&png_path, e))?;
+        root.present().map_err(|e| drawing_error(&png_path, e))?;
+    }
+    Ok(vec![svg_path, png_path])
+}
+
+fn drawing_error<E: std::error::Error + Send + Sync>(path: &Path, e: DrawingAreaErrorKind<E>) -> Error {
+    Error::io(path, std::io::Error::other(format!("drawing the figure failed: {e}")))
+}
+
+/// Pixel sizes of text, lines and margins, scaled with the canvas relative to [`super::DEFAULT_SIZE`].
+pub(crate) struct Theme {
+    scale: f64,
+}
+
+impl Theme {
+    fn new((w, h): (u32, u32)) -> Self {
+        let (dw, dh) = super::DEFAULT_SIZE;
+        let scale = (f64::from(w) / f64::from(dw)).min(f64::from(h) / f64::from(dh)).clamp(0.4, 8.0);
+        Theme { scale }
+    }
+
+    /// `v` pixels at the default size, scaled.
+    pub(crate) fn px(&self, v: f64) -> u32 {
+        (v * self.scale).round().max(1.0) as u32
+    }
+
+    /// Same as [`Theme::px`], as `i32`.
+    pub(crate) fn ipx(&self, v: f64) -> i32 {
+        self.px(v) as i32
+    }
+
+    pub(crate) fn title_font(&self) -> TextStyle<'static> {
+        (FONT, f64::from(self.px(26.0))).into_font().style(FontStyle::Bold).color(&BLACK)
+    }
+
+    pub(crate) fn axis_desc_font(&self) -> TextStyle<'static> {
+        (FONT, f64::from(self.px(21.0))).into_font().color(&BLACK)
+    }
+
+    pub(crate) fn tick_font(&self) -> TextStyle<'static> {
+        (FONT, f64::from(self.px(17.5))).into_font().color(&RGBColor(40, 40, 40))
+    }
+
+    pub(crate) fn legend_font(&self) -> TextStyle<'static> {
+        (FONT, f64::from(self.px(17.5))).into_font().color(&BLACK)
+    }
+
+    /// Stroke width of data lines.
+    pub(crate) fn line_width(&self) -> u32 {
+        self.px(2.2)
+    }
+
+    /// The style shared by every axis mesh: light grey grid, dark axes, formatted ticks.
+    pub(crate) fn grid_bold(&self) -> ShapeStyle {
+        RGBColor(215, 215, 215).stroke_width(1)
+    }
+
+    pub(crate) fn grid_light(&self) -> ShapeStyle {
+        RGBColor(236, 236, 236).stroke_width(1)
+    }
+
+    pub(crate) fn axis_style(&self) -> ShapeStyle {
+        RGBColor(60, 60, 60).stroke_width(self.px(1.2))
+    }
+
+    /// Configures and draws the legend ("series labels") of `chart` at `pos`.
+    pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
+        &self,
+        chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
+        pos: SeriesLabelPosition,
+    ) -> DrawResult<DB> {
+        chart
+            .configure_series_labels()
+            .position(pos)
+            .margin(self.px(12.0))
+            .legend_area_size(self.px(34.0))
+            .background_style(WHITE.mix(0.88))
+            .border_style(RGBColor(170, 170, 170))
+            .label_font(self.legend_font())
+            .draw()
+    }
+}
+
+/// Tableau 10: distinct, print-friendly colours for up to ten runs (then they repeat).
+const PALETTE: [RGBColor; 10] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
+    RGBColor(188, 189, 34),
+    RGBColor(23, 190, 207),
+];
+
+/// The `i`-th series colour.
+pub(crate) fn series_colour(i: usize) -> RGBColor {
+    PALETTE[i % PALETTE.len()]
+}
+
+/// Tick label: plain decimals for moderate magnitudes, `2.5e-4` style otherwise, no trailing zeros.
+pub(crate) fn tick_label(v: &f64) -> String {
+    let v = *v;
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { format!("{v}") };
+    }
+    let a = v.abs();
+    if !(1e-3..1e5).contains(&a) {
+        let s = format!("{v:.2e}");
+        return match s.split_once('e') {
+            Some((mant, exp)) => format!("{}e{exp}", trim_zeros(mant)),
+            None => s,
+        };
+    }
+    let decimals = (5 - a.log10().floor() as i32).max(0) as usize;
+    trim_zeros(&format!("{v:.decimals$}")).to_string()
+}
+
+/// Ticks for a log axis over positive `[lo, hi]`: (labelled, unlabelled grid) values, and whether
+/// the labelled ones are whole decades (then labelled `10⁻³`-style, see [`log_tick_label`]).
+///
+/// Three or more decades: the decades (at most eight, thinned evenly); fewer: `1, 2, 5 x 10^k`, or
+/// for very narrow ranges five points spaced evenly on the log scale.
+pub(crate) fn log_ticks(lo: f64, hi: f64) -> (Vec<f64>, Vec<f64>, bool) {
+    let within = |v: &f64| *v >= lo * (1.0 - 1e-9) && *v <= hi * (1.0 + 1e-9);
+    let (k0, k1) = ((lo.log10() - 1e-9).ceil() as i32, (hi.log10() + 1e-9).floor() as i32);
+    let multiples = |ms: &[f64]| -> Vec<f64> {
+        (k0 - 1..=k1 + 1).flat_map(|k| ms.iter().map(move |m| m * 10f64.powi(k))).filter(within).collect()
+    };
+    if k1 - k0 >= 2 {
+        let step = ((k1 - k0 + 1) as usize).div_ceil(8) as i32;
+        let major: Vec<f64> = (k0..=k1).filter(|k| (k - k0) % step == 0).map(|k| 10f64.powi(k)).collect();
+        let minor = if step == 1 {
+            multiples(&[2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+        } else {
+            (k0..=k1).filter(|k| (k - k0) % step != 0).map(|k| 10f64.powi(k)).collect()
+        };
+        return (major, minor, true);
+    }
+    let major = multiples(&[1.0, 2.0, 5.0]);
+    let minor = multiples(&[3.0, 4.0, 6.0, 7.0, 8.0, 9.0]);
+    if major.len() >= 3 {
+        return (major, minor, false);
+    }
+    let even = (0..5)
+        .map(|i| {
+            let v = lo * (hi / lo).powf(f64::from(i) / 4.0);
+            let scale = 10f64.powi(v.log10().floor() as i32 - 1);
+            (v / scale).round() * scale
+        })
+        .filter(within)
+        .collect();
+    (even, Vec::new(), false)
+}
+
+/// Tick label on a log axis: `10⁻³` for decades when `decades`, [`tick_label`] otherwise.
+pub(crate) fn log_tick_label(v: f64, decades: bool) -> String {
+    let e = v.log10().round();
+    if !decades || (v / 10f64.powf(e) - 1.0).abs() > 1e-6 {
+        return tick_label(&v);
+    }
+    const SUP: [char; 10] = ['⁰', '¹', '²', '³', '⁴', '⁵', '⁶', '⁷', '⁸', '⁹'];
+    let e = e as i64;
+    let digits: String = e.unsigned_abs().to_string().bytes().map(|d| SUP[usize::from(d - b'0')]).collect();
+    format!("10{}{digits}", if e < 0 { "⁻" } else { "" })
+}
+
+fn trim_zeros(s: &str) -> &str {
+    if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.') } else { s }
+}
+
+/// What the abscissa of a curve measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum XAxis {
+    Iteration,
+    Epoch,
+}
+
+impl XAxis {
+    /// Epochs when every record has one (and there is at least one record), iterations otherwise.
+    pub(crate) fn choose<'a>(records: impl IntoIterator<Item = &'a EvalRecord>) -> XAxis {
+        let mut any = false;
+        for r in records {
+            any = true;
+            if r.epoch.is_none_or(|e| !e.is_finite()) {
+                return XAxis::Iteration;
+            }
+        }
+        if any { XAxis::Epoch } else { XAxis::Iteration }
+    }
+
+    pub(crate) fn value(self, r: &EvalRecord) -> f64 {
+        match self {
+            XAxis::Epoch => r.epoch.unwrap_or(r.iter as f64),
+            XAxis::Iteration => r.iter as f64,
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            XAxis::Epoch => "epoch",
+            XAxis::Iteration => "training iteration",
+        }
+    }
+}
+
+/// `[min, max]` of `xs` (finite values only), `None` when there are none.
+pub(crate) fn extent(xs: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
+    xs.into_iter().filter(|v| v.is_finite()).fold(None, |acc, v| match acc {
+        None => Some((v, v)),
+        Some((lo, hi)) => Some((lo.min(v), hi.max(v))),
+    })
+}
+
+/// A linear axis range around `[lo, hi]` with `pad` of the span added on each side; a zero span
+/// is widened so the axis stays drawable.
+pub(crate) fn padded((lo, hi): (f64, f64), pad: f64) -> (f64, f64) {
+    let span = hi - lo;
+    if span > 0.0 {
+        (lo - pad * span, hi + pad * span)
+    } else {
+        let d = (lo.abs() * 0.1).max(1e-3);
+        (lo - d, hi + d)
+    }
+}
+
+/// A log axis range around positive `[lo, hi]`, padded by `pad` of the span in decades.
+pub(crate) fn padded_log((lo, hi): (f64, f64), pad: f64) -> (f64, f64) {
+    let decades = (hi / lo).log10();
+    if decades > 0.0 {
+        let f = 10f64.powf(pad * decades);
+        (lo / f, hi * f)
+    } else {
+        (lo / 2.0, hi * 2.0)
+    }
+}
+
+/// Picks the legend corner that the data crosses least.
+///
+/// `series` are polylines in axis units; `to_unit` maps a point to `[0, 1]^2` (y up). `entries`
+/// and `longest_label` (characters) estimate the legend box as a fraction of the plot.
+pub(crate) fn legend_corner(
+    series: &[&[(f64, f64)]],
+    to_unit: impl Fn((f64, f64)) -> (f64, f64),
+    entries: usize,
+    longest_label: usize,
+) -> SeriesLabelPosition {
+    let w = (0.09 + 0.013 * longest_label as f64).min(0.6);
+    let h = (0.05 + 0.065 * entries as f64).min(0.9);
+    // Corners (x interval, y interval) in order of preference when equally clear.
+    let corners = [
+        ((1.0 - w, 1.0), (1.0 - h, 1.0)),
+        ((1.0 - w, 1.0), (0.0, h)),
+        ((0.0, w), (1.0 - h, 1.0)),
+        ((0.0, w), (0.0, h)),
+    ];
+    let mut hits = [0usize; 4];
+    let mut count = |(x, y): (f64, f64)| {
+        for (i, ((xa, xb), (ya, yb))) in corners.iter().enumerate() {
+            if (*xa..=*xb).contains(&x) && (*ya..=*yb).contains(&y) {
+                hits[i] += 1;
+            }
+        }
+    };
+    for line in series {
+        let unit: Vec<(f64, f64)> = line.iter().map(|&p| to_unit(p)).collect();
+        if let [p] = unit.as_slice() {
+            count(*p);
+        }
+        // Sample each segment so that a long straight stretch counts as well as its end points.
+        for seg in unit.windows(2) {
+            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
+            for k in 0..16 {
+                let f = f64::from(k) / 16.0;
+                count((x0 + f * (x1 - x0), y0 + f * (y1 - y0)));
+            }
+        }
+    }
+    match (0..4).min_by_key(|&i| (hits[i], i)) {
+        Some(1) => SeriesLabelPosition::LowerRight,
+        Some(2) => SeriesLabelPosition::UpperLeft,
+        Some(3) => SeriesLabelPosition::LowerLeft,
+        _ => SeriesLabelPosition::UpperRight,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tick_labels_are_short() {
+        assert_eq!(tick_label(&0.0), "0");
+        assert_eq!(tick_label(&0.5), "0.5");
+        assert_eq!(tick_label(&0.30000000000000004), "0.3");
+        assert_eq!(tick_label(&1500.0), "1500");
+        assert_eq!(tick_label(&0.0012), "0.0012");
+        assert_eq!(tick_label(&1e-4), "1e-4");
+        assert_eq!(tick_label(&2.5e-5), "2.5e-5");
+        assert_eq!(tick_label(&200000.0), "2e5");
+        assert_eq!(tick_label(&-0.25), "-0.25");
+    }
+
+    #[test]
+    fn log_axis_ticks() {
+        let (major, minor, decades) = log_ticks(2e-5, 0.3);
+        assert!(decades);
+        assert_eq!(major.len(), 4, "{major:?}");
+        assert!(!minor.is_empty());
+        assert_eq!(log_tick_label(1e-4, true), "10⁻⁴");
+        assert_eq!(log_tick_label(10.0, true), "10¹");
+        assert_eq!(log_tick_label(0.02, true), "0.02");
+        let (major, _, decades) = log_ticks(0.008, 0.2);
+        assert!(!decades);
+        assert_eq!(major.len(), 5, "{major:?}"); // 0.01 0.02 0.05 0.1 0.2
+        let (major, _, _) = log_ticks(0.95, 1.1);
+        assert!(major.len() >= 2 && major.iter().all(|v| (0.95..=1.1).contains(v)), "{major:?}");
+    }
+
+    #[test]
+    fn stems_must_be_plain_names() {
+        assert!(check_stem("loss").is_ok());
+        assert!(check_stem("run-1_sv").is_ok());
+        for bad in ["", ".", "..", "a/b", "..\\x"] {
+            assert!(check_stem(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn legend_avoids_the_data() {
+        // A decaying curve fills the upper left and the bottom: upper right is clear.
+        let decay: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, (-(i as f64) / 5.0).exp())).collect();
+        let unit = |(x, y): (f64, f64)| (x / 49.0, y);
+        assert!(matches!(legend_corner(&[&decay], unit, 3, 10), SeriesLabelPosition::UpperRight));
+        // A rising curve: lower right is clear.
+        let rise: Vec<(f64, f64)> = decay.iter().map(|&(x, y)| (x, 1.0 - y)).collect();
+        assert!(matches!(legend_corner(&[&rise], unit, 3, 10), SeriesLabelPosition::LowerRight));
+    }
+}
