@@ -48,6 +48,8 @@ fn main() {
         .include(&kernels_dir)
         .define("ORTHO_EMU", "1")
         .flag("-fno-strict-aliasing")
+        // `#pragma unroll` is for NVRTC; the host compiler may ignore it quietly.
+        .flag_if_supported("-Wno-unknown-pragmas")
         .warnings(true);
     if std::env::var_os("ORTHO_EMU_UCONTEXT").is_some() {
         build.define("ORTHO_EMU_UCONTEXT", "1");

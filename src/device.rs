@@ -2,6 +2,9 @@
 
 use crate::backend::Backend;
 use crate::backend::cpu::Cpu;
+use crate::backend::cuda::Cuda;
+use crate::backend::cuda::cudarc_driver::CudarcDriver;
+use crate::backend::cuda::emu::EmuDriver;
 use crate::error::Result;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +15,10 @@ pub enum DeviceKind {
     /// The CPU backend (f32, multi-threaded).
     #[default]
     Cpu,
+    /// The CUDA backend on GPU 0 (kernels compiled by NVRTC at first use).
+    Cuda,
+    /// The CUDA backend's kernels executed on the host by the emulation harness (slow; for debugging).
+    Emu,
 }
 
 /// Work that is generic over the backend.
@@ -22,12 +29,19 @@ pub trait BackendJob {
     fn run<B: Backend>(self, b: &B) -> Result<Self::Out>;
 }
 
-/// Runs `job` on the backend `device` names; `threads` caps CPU threads (0: all cores).
+/// Runs `job` on the backend `device` names; `threads` caps CPU threads (0: all cores; under `emu`,
+/// the number of worker threads running blocks).
 pub fn dispatch<J: BackendJob>(device: DeviceKind, threads: usize, job: J) -> Result<J::Out> {
     match device {
         DeviceKind::Cpu => {
             let b: Cpu<f32> = if threads == 0 { Cpu::default() } else { Cpu::new(threads) };
             job.run(&b)
+        }
+        DeviceKind::Cuda => job.run(&Cuda::new(CudarcDriver::new(0)?)?),
+        DeviceKind::Emu => {
+            let workers =
+                if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+            job.run(&Cuda::new(EmuDriver::new().with_workers(workers)?)?)
         }
     }
 }

@@ -108,6 +108,9 @@ impl<B: Backend> Model<B> for Lstm<B> {
     fn name(&self) -> String {
         "lstm".into()
     }
+    fn hidden(&self) -> usize {
+        self.n
+    }
     fn params(&self) -> &[Param<B>] {
         &self.params
     }

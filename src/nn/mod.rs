@@ -147,6 +147,8 @@ pub struct Diagnostics {
 pub trait Model<B: Backend>: Send {
     /// Model name (`rnn`, `factorized`, `lstm`, ...).
     fn name(&self) -> String;
+    /// Hidden width.
+    fn hidden(&self) -> usize;
     /// All parameters.
     fn params(&self) -> &[Param<B>];
     /// All parameters, mutably (the optimizer updates them in place).

@@ -213,6 +213,9 @@ impl<B: Backend> Model<B> for Rnn<B> {
     fn name(&self) -> String {
         self.transition.name()
     }
+    fn hidden(&self) -> usize {
+        self.cfg.hidden
+    }
     fn params(&self) -> &[Param<B>] {
         &self.params
     }

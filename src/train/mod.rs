@@ -228,7 +228,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             task: self.task.name(),
             model: self.model.name(),
             device: self.b.name(),
-            hidden: self.model.params().iter().find(|p| p.name == "b").map_or(0, |p| p.len()),
+            hidden: self.model.hidden(),
             seq_len: self.task.seq_len(),
             batch: self.cfg.batch,
             iters: self.iter,

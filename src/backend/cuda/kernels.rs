@@ -10,6 +10,7 @@ pub const COMMON: &str = include_str!("../../../kernels/common.cuh");
 pub const FAMILIES: &[(&str, &str)] = &[
     ("activation", include_str!("../../../kernels/activation.cu")),
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
+    ("emu_selftest", include_str!("../../../kernels/emu_selftest.cu")),
     ("gemm", include_str!("../../../kernels/gemm.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("lstm", include_str!("../../../kernels/lstm.cu")),
@@ -69,5 +70,34 @@ mod tests {
         assert_eq!(all.len(), n, "entry point names must be unique across families");
         assert!(all.contains(&"gemm_f32".to_string()));
         assert!(all.contains(&"lu_panel_f32".to_string()));
+    }
+
+    #[test]
+    fn every_kernel_file_is_embedded() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.path().file_name()?.to_str()?.strip_suffix(".cu").map(str::to_string))
+            .collect();
+        on_disk.sort();
+        let mut embedded: Vec<String> = FAMILIES.iter().map(|(f, _)| f.to_string()).collect();
+        embedded.sort();
+        assert_eq!(on_disk, embedded, "kernels/*.cu and kernels::FAMILIES must list the same families");
+    }
+
+    #[test]
+    fn the_emulator_registers_the_same_entry_points() {
+        let mut emu: Vec<(String, String)> = super::super::emu::registered_kernels()
+            .iter()
+            .map(|k| (k.family.to_string(), k.name.to_string()))
+            .collect();
+        emu.sort();
+        let mut here: Vec<(String, String)> = FAMILIES
+            .iter()
+            .flat_map(|(f, src)| entry_points(src).into_iter().map(move |k| (f.to_string(), k)))
+            .collect();
+        here.sort();
+        assert_eq!(emu, here);
     }
 }
