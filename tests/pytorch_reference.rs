@@ -133,7 +133,7 @@ fn elman_rnn_matches_pytorch() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let tp = Free::params(&b, n, &det(n * n, 2.0)).unwrap();
     let mut m = Rnn::new(&b, cfg, &mut rng, Box::new(Free), tp).unwrap();
-    for (name, k) in [("V", 1.0), ("b", 3.0), ("W_o", 4.0), ("b_o", 5.0)] {
+    for (name, k) in [("W_in", 1.0), ("b", 3.0), ("W_o", 4.0), ("b_o", 5.0)] {
         let p = m.params_mut().iter_mut().find(|p| p.name == name).unwrap();
         let v = det(p.len(), k);
         b.write(SliceMut::all(&mut p.value), &v).unwrap();
@@ -155,7 +155,7 @@ fn elman_rnn_matches_pytorch() {
         let p = m.params().iter().find(|p| p.name == name).unwrap();
         b.download(Slice::all(&p.grad)).unwrap()
     };
-    close(&grad("V"), &DV, "dV");
+    close(&grad("W_in"), &DV, "dV");
     close(&grad("W"), &DW, "dW");
     close(&grad("b"), &DB, "db");
     close(&grad("W_o"), &DWO, "dW_o");

@@ -9,7 +9,7 @@
 //! `dz_t W_h` for `dL/dh_{t-1}`; `dW_h`, `dW_x` and `db` are one GEMM or reduction each over the
 //! stacked steps.
 //!
-//! Parameters: `W_x [4n, in]`, `W_h [4n, n]`, `b [4n]`, `peep [3n]`, `W_o [out, n]`, `b_o [out]`.
+//! Parameters: `W_in [4n, in]`, `W_h [4n, n]`, `b [4n]`, `peep [3n]`, `W_o [out, n]`, `b_o [out]`.
 
 use super::head::{Head, HeadWs};
 use super::init;
@@ -20,7 +20,7 @@ use crate::scalar::Scalar;
 use crate::tasks::{Batch, LossKind};
 use rand_chacha::ChaCha8Rng;
 
-const WX: usize = 0;
+const WIN: usize = 0;
 const WH: usize = 1;
 const BIAS: usize = 2;
 const PEEP: usize = 3;
@@ -71,7 +71,7 @@ impl<B: Backend> Lstm<B> {
         let mut bias = vec![0.0; 4 * n];
         bias[n..2 * n].iter_mut().for_each(|v| *v = 1.0);
         let params = vec![
-            Param::new(b, "W_x", &[4 * n, input], &init::glorot_normal(rng, 4 * n, input), Update::Euclidean)?
+            Param::new(b, "W_in", &[4 * n, input], &init::glorot_normal(rng, 4 * n, input), Update::Euclidean)?
                 .with_decay(),
             Param::new(b, "W_h", &[4 * n, n], &wh, Update::Euclidean)?.with_decay(),
             Param::new(b, "b", &[4 * n], &bias, Update::Euclidean)?,
@@ -143,7 +143,7 @@ impl<B: Backend> Model<B> for Lstm<B> {
 
         let mut z = SliceMut::<B>::all(&mut ws.z).sub(0, rows * 4 * n);
         let epi = Epilogue { bias: Some(p[BIAS].v()), act: None };
-        b.gemm(&Gemm::new(rows, 4 * n, inp).tb(), x, p[WX].v(), z.rb(), epi)?;
+        b.gemm(&Gemm::new(rows, 4 * n, inp).tb(), x, p[WIN].v(), z.rb(), epi)?;
         let mut h = SliceMut::<B>::all(&mut ws.h).sub(0, rows * n + bn);
         let mut c = SliceMut::<B>::all(&mut ws.c).sub(0, rows * n + bn);
         let mut gates = SliceMut::<B>::all(&mut ws.gates).sub(0, rows * 4 * n);
@@ -216,7 +216,7 @@ impl<B: Backend> Model<B> for Lstm<B> {
         let dz = dz.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
         b.gemm(&Gemm::new(4 * n, n, rows).ta(), dz, hprev, SliceMut::all(&mut self.params[WH].grad), Epilogue::none())?;
-        b.gemm(&Gemm::new(4 * n, inp, rows).ta(), dz, x, SliceMut::all(&mut self.params[WX].grad), Epilogue::none())?;
+        b.gemm(&Gemm::new(4 * n, inp, rows).ta(), dz, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
         b.col_sum(dz, rows, 4 * n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
         Ok(stats)
     }

@@ -8,7 +8,7 @@
 //! `dW = sum_t delta_t h_{t-1}^T = Delta^T H_{0..T-1}`, `dV = Delta^T X`, `db = sum_t delta_t`.
 //! Regularizers add to `dW`, and the transition maps `dW` to its own parameters.
 //!
-//! Parameter order: `V [n, in]`, `b [n]`, `W_o [out, n]`, `b_o [out]`, the activation's parameter
+//! Parameter order: `W_in [n, in]` (the input matrix `V` of the formulas), `b [n]`, `W_o [out, n]`, `b_o [out]`, the activation's parameter
 //! (`prelu_slope [1]` or `modrelu_bias [n]`) if it has one, then the transition's parameters.
 
 use super::head::{Head, HeadWs};
@@ -92,7 +92,7 @@ pub struct Rnn<B: Backend> {
     norms: Option<Vec<f64>>,
 }
 
-const V: usize = 0;
+const WIN: usize = 0;
 const BIAS: usize = 1;
 const WO: usize = 2;
 const BO: usize = 3;
@@ -109,7 +109,7 @@ impl<B: Backend> Rnn<B> {
         cfg.validate()?;
         let (n, inp, out) = (cfg.hidden, cfg.input, cfg.loss.outputs());
         let mut params = vec![
-            Param::new(b, "V", &[n, inp], &init::glorot_normal(rng, n, inp), Update::Euclidean)?.with_decay(),
+            Param::new(b, "W_in", &[n, inp], &init::glorot_normal(rng, n, inp), Update::Euclidean)?.with_decay(),
             Param::new(b, "b", &[n], &vec![0.0; n], Update::Euclidean)?,
             Param::new(b, "W_o", &[out, n], &init::glorot_normal(rng, out, n), Update::Euclidean)?.with_decay(),
             Param::new(b, "b_o", &[out], &vec![0.0; out], Update::Euclidean)?,
@@ -242,7 +242,7 @@ impl<B: Backend> Model<B> for Rnn<B> {
         // A = X V^T + b over all steps; H_0 = 0; the recurrence.
         let epi = Epilogue { bias: Some(self.params[BIAS].v()), act: None };
         let mut pre = SliceMut::<B>::all(&mut ws.pre).sub(0, rows * n);
-        b.gemm(&Gemm::new(rows, n, inp).tb(), x, self.params[V].v(), pre.rb(), epi)?;
+        b.gemm(&Gemm::new(rows, n, inp).tb(), x, self.params[WIN].v(), pre.rb(), epi)?;
         let mut h = SliceMut::<B>::all(&mut ws.h).sub(0, rows * n + bn);
         b.fill(h.rb().sub(0, bn), zero)?;
         let act = Act { kind: self.cfg.activation, param: self.act_param.map(|i| self.params[i].v()) };
@@ -291,16 +291,13 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let delta = delta.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
         b.gemm(&Gemm::new(n, n, rows).ta(), delta, hprev, SliceMut::all(&mut self.dw), Epilogue::none())?;
-        b.gemm(&Gemm::new(n, inp, rows).ta(), delta, x, SliceMut::all(&mut self.params[V].grad), Epilogue::none())?;
+        b.gemm(&Gemm::new(n, inp, rows).ta(), delta, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
         b.col_sum(delta, rows, n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
 
         // Regularizers on the composite W, then the transition's backward map.
         stats.reg = self.cfg.regs.apply(&b, w, SliceMut::all(&mut self.dw), n, &mut self.scratch)?;
         let (_, tp) = self.params.split_at_mut(self.first_transition);
-        self.transition.backward(&b, tp, w, Slice::all(&self.dw))?;
-        if self.cfg.regs.spectrum_prior > 0.0 {
-            stats.reg += self.transition.spectrum_prior(&b, tp, self.cfg.regs.spectrum_prior)?;
-        }
+        stats.reg += self.transition.backward(&b, tp, w, Slice::all(&self.dw))?;
         Ok(stats)
     }
 

@@ -8,7 +8,7 @@
 pub mod free;
 
 use crate::backend::{Backend, Slice, SliceMut};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::nn::{Diagnostics, Param};
 
 /// A parametrization of the `n x n` recurrent matrix.
@@ -18,16 +18,8 @@ pub trait Transition<B: Backend>: Send {
     /// Writes `W = f(theta)`.
     fn build(&mut self, b: &B, params: &[Param<B>], w: SliceMut<B>) -> Result<()>;
     /// Writes `dL/dtheta` into the parameters' gradients from `G = dL/dW` (and the current `W`).
-    fn backward(&mut self, b: &B, params: &mut [Param<B>], w: Slice<B>, g: Slice<B>) -> Result<()>;
-    /// Adds the mean-one Gaussian prior `lambda sum_i (s_i - 1)^2` on the spectrum to the loss and
-    /// gradients, where the parametrization has an explicit spectrum. Returns the added loss.
-    fn spectrum_prior(&mut self, _b: &B, _params: &mut [Param<B>], _lambda: f64) -> Result<f64> {
-        Err(Error::Inapplicable {
-            flag: "--reg spectrum-prior",
-            context: format!("model {}", self.name()),
-            hint: "the spectrum prior needs an explicit spectrum s: use --model factorized".into(),
-        })
-    }
+    /// Returns the loss of regularizers the parametrization owns (the spectrum prior on `s`).
+    fn backward(&mut self, b: &B, params: &mut [Param<B>], w: Slice<B>, g: Slice<B>) -> Result<f64>;
     /// Housekeeping after the optimizer moved the parameters (`step` is 1-based).
     fn after_update(&mut self, _b: &B, _params: &mut [Param<B>], _step: usize) -> Result<()> {
         Ok(())
