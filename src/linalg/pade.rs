@@ -77,8 +77,7 @@ pub const THETA_F64: [(usize, f64); 5] = [
     (13, 5.371920351148152e0),
 ];
 /// `(m, theta_m)` for f32 (Higham 2005, single precision; degrees above 7 do not pay).
-pub const THETA_F32: [(usize, f64); 3] =
-    [(3, 4.258730016922831e-1), (5, 1.880152677804762e0), (7, 3.92572478313866e0)];
+pub const THETA_F32: [(usize, f64); 3] = [(3, 4.258730016922831e-1), (5, 1.880152677804762e0), (7, 3.92572478313866e0)];
 /// `(m, ell_m)` for the Frechet derivative in f64 (Al-Mohy & Higham 2009, Table 6.1, full digits).
 pub const ELL_F64: [(usize, f64); 5] = [
     (3, 1.081338577784837e-2),
@@ -100,7 +99,7 @@ pub struct PadeChoice {
 }
 
 /// True when `T` is a single-precision (or narrower) type: picks the f32 tables.
-fn single<T: Scalar>() -> bool {
+pub(super) fn single<T: Scalar>() -> bool {
     <T as num_traits::Float>::epsilon().f64() > 1e-10
 }
 
@@ -158,13 +157,17 @@ pub(super) struct PadeWork<B: Backend> {
 }
 
 impl<B: Backend> PadeWork<B> {
+    /// Eight `n x n` buffers, plus `a8` (degree 9) and `w1`, `z1` (degree 13) in double precision;
+    /// single precision never uses those degrees and gets empty placeholders.
     pub fn new(b: &B, n: usize) -> Result<Self> {
-        let [x, a2, a4, a6, a8, w1, z1, w, u, v, t] = square_zeros::<B, 11>(b, n)?;
+        let [x, a2, a4, a6, w, u, v, t] = square_zeros::<B, 8>(b, n)?;
+        let high = if single::<B::Elem>() { 0 } else { n * n };
+        let (a8, w1, z1) = (b.zeros(high)?, b.zeros(high)?, b.zeros(high)?);
         Ok(PadeWork { n, x, a2, a4, a6, a8, w1, z1, w, u, v, t })
     }
 
-    /// Loads `X = 2^-s op(A)` (`op` = transpose when `transpose`) and returns `‖op(A)‖_1` via `pick`,
-    /// which maps the norm to the degree and scaling.
+    /// Loads `X = 2^-s op(A)` (`op` = transpose when `transpose`), with degree `m` and `s` given by
+    /// `pick` from `‖op(A)‖_1`, and returns that choice.
     pub fn load(
         &mut self,
         b: &B,
