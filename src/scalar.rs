@@ -28,6 +28,12 @@ pub trait Scalar:
     fn of(x: f64) -> Self;
     /// Widens to `f64`.
     fn f64(self) -> f64;
+    /// `tanh`: vectorizable approximation in f32 (a few ulp), the standard library's in f64.
+    fn tanh_fast(self) -> Self;
+    /// `exp`: vectorizable approximation in f32 (a few ulp), the standard library's in f64.
+    fn exp_fast(self) -> Self;
+    /// The logistic function `1 / (1 + exp(-x))`.
+    fn sigmoid(self) -> Self;
 }
 
 impl Scalar for f32 {
@@ -42,6 +48,18 @@ impl Scalar for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        crate::backend::cpu::fastmath::tanh_f32(self)
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        crate::backend::cpu::fastmath::exp_f32(self)
+    }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        crate::backend::cpu::fastmath::sigmoid_f32(self)
+    }
 }
 
 impl Scalar for f64 {
@@ -55,5 +73,17 @@ impl Scalar for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn tanh_fast(self) -> Self {
+        self.tanh()
+    }
+    #[inline(always)]
+    fn exp_fast(self) -> Self {
+        self.exp()
+    }
+    #[inline(always)]
+    fn sigmoid(self) -> Self {
+        1.0 / (1.0 + (-self).exp())
     }
 }

@@ -36,10 +36,10 @@ pub fn train(task: &dyn Task, spec: ModelSpec, lr: f64, iters: usize, batch: usi
 #[test]
 fn copy_t10_beats_baseline() {
     let task = CopyTask::new(10, 3).unwrap();
-    // A plain RNN sits at the baseline for a few hundred iterations before it finds the memory
-    // solution (here around iteration 500; loss 0.05 by 1000).
+    // A plain RNN sits at the baseline for several hundred iterations before it finds the memory
+    // solution (with this seed: loss 0.54 at iteration 750, 0.13 at 1250, 0.05 at 1500).
     let spec = ModelSpec { hidden: 128, ..Default::default() };
-    let s = train(&task, spec, 1e-3, 800, 50);
+    let s = train(&task, spec, 1e-3, 1200, 50);
     assert!(s.loss < 0.5 * s.baseline, "copy T=10: loss {} vs baseline {}", s.loss, s.baseline);
 }
 

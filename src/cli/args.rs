@@ -7,6 +7,7 @@ use ortho_rnn::error::{Error, Result};
 use ortho_rnn::nn::init::RecurrentInit;
 use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::optim::regularize::Regularizers;
+use ortho_rnn::param::factorized::Spectrum;
 use ortho_rnn::train::build::{ModelKind, ModelSpec};
 
 /// Activation names on the command line.
@@ -46,24 +47,34 @@ pub enum OptArg {
 /// Model flags.
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Network: rnn (free recurrent matrix).
+    /// Network.
     #[arg(long, value_enum, default_value = "rnn")]
     pub model: ModelKind,
     /// Hidden units.
     #[arg(long, default_value_t = 128)]
     pub hidden: usize,
-    /// Transition nonlinearity.
-    #[arg(long, value_enum, default_value = "tanh")]
-    pub activation: ActArg,
+    /// Transition nonlinearity [default: tanh].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActArg>,
     /// PReLU: initial slope (the paper's 0.7).
     #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
     pub prelu_slope: f64,
     /// PReLU: keep the slope fixed instead of training it.
     #[arg(long)]
     pub prelu_fixed: bool,
-    /// Initialization of the recurrent matrix.
-    #[arg(long, value_enum, default_value = "orthogonal")]
-    pub init: RecurrentInit,
+    /// Initialization of the recurrent matrix [default: orthogonal; cayley for scornn, exprnn, dtriv].
+    #[arg(long, value_enum)]
+    pub init: Option<RecurrentInit>,
+    /// Factorized: spectral margin m (singular values in [1 - m, 1 + m]; 0: orthogonal), or `none`
+    /// to train the singular values directly [default: none].
+    #[arg(long)]
+    pub margin: Option<String>,
+    /// scoRNN: number of -1 entries in D [default: hidden / 2].
+    #[arg(long)]
+    pub neg: Option<usize>,
+    /// DTRIV: change the base every K steps, or `inf` (expRNN) [default: 100].
+    #[arg(long = "k", alias = "K")]
+    pub k: Option<String>,
     /// Gain g multiplying the orthogonal or identity initialization.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub gain: f64,
@@ -104,11 +115,27 @@ pub struct OptimArgs {
     /// Global-norm gradient clipping (the papers use 100).
     #[arg(long, allow_negative_numbers = true)]
     pub clip: Option<f64>,
+    /// Learning rate of the geodesic (Cayley) steps of factorized and orthogonal models [default: 1e-3].
+    #[arg(long, allow_negative_numbers = true)]
+    pub geo_lr: Option<f64>,
 }
 
 impl OptimArgs {
     /// The optimizer configuration (`weight_decay` comes from the model flags).
-    pub fn config(&self, weight_decay: f64) -> Result<OptimConfig> {
+    pub fn config(&self, spec: &ModelSpec) -> Result<OptimConfig> {
+        let weight_decay = spec.regs.weight_decay;
+        let geo_lr = match (self.geo_lr, spec.model.geodesic()) {
+            (Some(g), true) => g,
+            (None, true) => 1e-3,
+            (None, false) => 0.0,
+            (Some(_), false) => {
+                return Err(Error::Inapplicable {
+                    flag: "--geo-lr",
+                    context: format!("--model {}", spec.model.as_str()),
+                    hint: "geodesic steps move the orthogonal factors of --model factorized and orthogonal".into(),
+                });
+            }
+        };
         let rule = match self.optimizer {
             OptArg::Sgd => OptimRule::Sgd { momentum: self.momentum, nesterov: self.nesterov },
             OptArg::Rmsprop => OptimRule::RmsProp { rho: self.rho, eps: self.eps },
@@ -121,7 +148,7 @@ impl OptimArgs {
                 hint: "Nesterov momentum needs --optimizer sgd with --momentum > 0".into(),
             });
         }
-        let cfg = OptimConfig { rule, lr: self.lr, geo_lr: 0.0, clip: self.clip, weight_decay };
+        let cfg = OptimConfig { rule, lr: self.lr, geo_lr, clip: self.clip, weight_decay };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -172,20 +199,58 @@ pub fn parse_regs(specs: &[String], weight_decay: f64) -> Result<Regularizers> {
 impl ModelArgs {
     /// The model specification.
     pub fn spec(&self) -> Result<ModelSpec> {
+        let m = self.model;
+        if self.activation.is_some() && m == ModelKind::Lstm {
+            return Err(Error::Inapplicable {
+                flag: "--activation",
+                context: "--model lstm".into(),
+                hint: "the LSTM's gates have fixed nonlinearities".into(),
+            });
+        }
+        let margin = match self.margin.as_deref().map(str::trim) {
+            None | Some("none") => None,
+            Some(v) => {
+                Some(v.parse::<f64>().map_err(|_| Error::invalid("--margin", v, "expected a number >= 0 or `none`"))?)
+            }
+        };
+        if self.margin.is_some() && m != ModelKind::Factorized {
+            return Err(Error::Inapplicable {
+                flag: "--margin",
+                context: format!("--model {}", m.as_str()),
+                hint: "the spectral margin belongs to --model factorized".into(),
+            });
+        }
+        let k = match self.k.as_deref().map(str::trim) {
+            None => (m == ModelKind::Dtriv).then_some(100),
+            Some("inf") => None,
+            Some(v) => {
+                Some(v.parse::<usize>().map_err(|_| Error::invalid("--k", v, "expected a positive integer or `inf`"))?)
+            }
+        };
+        if self.k.is_some() && m != ModelKind::Dtriv {
+            return Err(Error::Inapplicable {
+                flag: "--k",
+                context: format!("--model {}", m.as_str()),
+                hint: "the base-change period belongs to --model dtriv (exprnn is dtriv with K = inf)".into(),
+            });
+        }
         let spec = ModelSpec {
-            model: self.model,
+            model: m,
             hidden: self.hidden,
-            activation: self.activation.into(),
-            init: self.init,
+            activation: self.activation.unwrap_or(ActArg::Tanh).into(),
+            init: self.init.unwrap_or(m.default_init()),
             gain: self.gain,
             prelu_slope: self.prelu_slope,
             prelu_trainable: !self.prelu_fixed,
             regs: parse_regs(&self.regs, self.weight_decay)?,
+            spectrum: Spectrum::from_margin(margin)?,
+            neg: self.neg,
+            k,
         };
         if self.prelu_fixed && spec.activation != Activation::Prelu {
             return Err(Error::Inapplicable {
                 flag: "--prelu-fixed",
-                context: format!("--activation {:?}", self.activation).to_lowercase(),
+                context: format!("--activation {:?}", spec.activation).to_lowercase(),
                 hint: "it only applies with --activation prelu".into(),
             });
         }

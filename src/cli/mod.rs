@@ -160,7 +160,7 @@ fn train(a: TrainArgs) -> Result<()> {
         (Some(_), Some(_)) => unreachable!("clap rejects --iters with --epochs"),
     };
     let spec = a.model.spec()?;
-    let optim = a.optim.config(spec.regs.weight_decay)?;
+    let optim = a.optim.config(&spec)?;
     let task = TaskSpec {
         kind: a.task,
         seq_len: a.seq_len,
@@ -229,7 +229,7 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         ));
     }
     let spec = a.model.spec()?;
-    let optim = a.optim.config(spec.regs.weight_decay)?;
+    let optim = a.optim.config(&spec)?;
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
     let r = dispatch(a.device.device, a.device.threads, job)?;
     if a.json {

@@ -124,6 +124,12 @@ impl<B: Backend> CayleyStep<B> {
         self.n
     }
 
+    /// Restores the step and repair counters (from a checkpoint), so the guard's schedule resumes.
+    pub fn restore_counters(&mut self, steps: usize, reorthogonalizations: usize) {
+        self.steps = steps;
+        self.reorthogonalizations = reorthogonalizations;
+    }
+
     /// One step `M <- (I + (eta/2) A)^{-1} (I - (eta/2) A) M` with `A = G M^T - M G^T`, then the
     /// drift guard's check when one is due.
     pub fn step(&mut self, b: &B, mut m: SliceMut<B>, g: Slice<B>, eta: f64) -> Result<()> {

@@ -8,7 +8,6 @@
 //! - Henaff et al. 2016: block-diagonal 2x2 rotations with angles uniform in `(-pi, pi)`.
 
 use crate::error::{Error, Result};
-use faer::Mat;
 use rand::RngExt;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -24,8 +23,12 @@ pub enum RecurrentInit {
     Glorot,
     /// The identity, times `--gain`.
     Identity,
-    /// Block-diagonal 2x2 rotations (Henaff et al. 2016).
+    /// Block-diagonal 2x2 rotations (Henaff et al. 2016); for the skew-parametrized models, skew
+    /// blocks with angles uniform in `(-pi, pi)` (so `exp(A)` is such a rotation).
     Henaff,
+    /// Cayley initialization (scoRNN / expRNN): skew 2x2 blocks `[[0, s], [-s, 0]]` with
+    /// `s = sqrt((1 - cos t) / (1 + cos t))`, `t` uniform in `[0, pi/2]`.
+    Cayley,
 }
 
 /// `rows * cols` standard normal samples.
@@ -39,26 +42,11 @@ pub fn glorot_normal(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<f64>
     gaussian(rng, rows * cols).into_iter().map(|v| v * std).collect()
 }
 
-/// A Haar-random orthogonal `n x n` matrix (row-major).
+/// A Haar-random orthogonal `n x n` matrix (row-major): the sign-fixed `Q` of a Gaussian matrix.
 pub fn orthogonal(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
     let g = gaussian(rng, n * n);
-    orthogonal_from(&g, n)
-}
-
-/// The sign-fixed `Q` factor of the QR factorization of a square matrix (row-major in and out).
-pub fn orthogonal_from(a: &[f64], n: usize) -> Vec<f64> {
-    let m = Mat::<f64>::from_fn(n, n, |i, j| a[i * n + j]);
-    let qr = m.qr();
-    let q = qr.compute_Q();
-    let r = qr.R();
-    let mut out = vec![0.0; n * n];
-    for j in 0..n {
-        let s = if r[(j, j)] < 0.0 { -1.0 } else { 1.0 };
-        for i in 0..n {
-            out[i * n + j] = s * q[(i, j)];
-        }
-    }
-    out
+    // The input has exactly n * n entries, the only way the factorization can fail.
+    crate::linalg::orthogonal_from_gaussian(&g, n).unwrap_or_else(|_| unreachable!("n * n Gaussian entries"))
 }
 
 /// Block-diagonal rotations; a trailing 1x1 block is 1 when `n` is odd.
@@ -92,7 +80,41 @@ pub fn recurrent(rng: &mut ChaCha8Rng, init: RecurrentInit, n: usize, gain: f64)
         }
         RecurrentInit::Glorot => glorot_normal(rng, n, n),
         RecurrentInit::Henaff => henaff(rng, n),
+        RecurrentInit::Cayley => {
+            return Err(Error::invalid(
+                "--init",
+                "cayley",
+                "Cayley initialization is for the skew-parametrized models (scornn, exprnn, dtriv)",
+            ));
+        }
     })
+}
+
+/// A skew-symmetric `n x n` initial `A` for scoRNN, expRNN and DTRIV: block-diagonal 2x2 blocks
+/// `[[0, a], [-a, 0]]` (a trailing 1x1 block is 0 for odd `n`). `Cayley`: `a = sqrt((1 - cos t) /
+/// (1 + cos t))`, `t ~ U[0, pi/2]`; `Henaff`: `a ~ U(-pi, pi)`; `Identity`: `A = 0`.
+pub fn skew(rng: &mut ChaCha8Rng, init: RecurrentInit, n: usize) -> Result<Vec<f64>> {
+    let mut a = vec![0.0; n * n];
+    for k in (0..n - n % 2).step_by(2) {
+        let v = match init {
+            RecurrentInit::Cayley => {
+                let t: f64 = rng.random_range(0.0..std::f64::consts::FRAC_PI_2);
+                ((1.0 - t.cos()) / (1.0 + t.cos())).sqrt()
+            }
+            RecurrentInit::Henaff => rng.random_range(-std::f64::consts::PI..std::f64::consts::PI),
+            RecurrentInit::Identity => 0.0,
+            RecurrentInit::Orthogonal | RecurrentInit::Glorot => {
+                return Err(Error::invalid(
+                    "--init",
+                    format!("{init:?}").to_lowercase(),
+                    "the skew-parametrized models take --init cayley, henaff or identity",
+                ));
+            }
+        };
+        a[k * n + k + 1] = v;
+        a[(k + 1) * n + k] = -v;
+    }
+    Ok(a)
 }
 
 #[cfg(test)]
@@ -123,10 +145,12 @@ mod tests {
 
     #[test]
     fn sign_fix_makes_r_diagonal_positive() {
-        // For an upper-triangular input with a negative diagonal entry, the sign-fixed Q is the identity.
+        // A = Q R with R = Q^T A upper triangular with a positive diagonal: for this A, Q = diag(-1, 1).
         let a = [-2.0, 1.0, 0.0, 3.0];
-        let q = orthogonal_from(&a, 2);
-        for (got, want) in q.iter().zip([1.0, 0.0, 0.0, 1.0]) {
+        let q = crate::linalg::orthogonal_from_gaussian(&a, 2).unwrap();
+        let r = |i: usize, j: usize| (0..2).map(|k| q[k * 2 + i] * a[k * 2 + j]).sum::<f64>();
+        assert!(r(0, 0) > 0.0 && r(1, 1) > 0.0 && r(1, 0).abs() < 1e-12, "{q:?}");
+        for (got, want) in q.iter().zip([-1.0, 0.0, 0.0, 1.0]) {
             assert!((got - want).abs() < 1e-12, "{q:?}");
         }
     }

@@ -20,6 +20,7 @@ pub mod regularize;
 
 use crate::backend::{Backend, OptimRule, OptimStep, Slice, SliceMut};
 use crate::error::{Error, Result};
+use crate::linalg::CayleyStep;
 use crate::nn::{Param, Update};
 use crate::scalar::Scalar;
 
@@ -93,6 +94,8 @@ pub struct Optimizer<B: Backend> {
     cfg: OptimConfig,
     /// Per-parameter state buffers (momentum / second moment), same order as the model's parameters.
     states: Vec<(B::Buf, B::Buf)>,
+    /// Geodesic-step workspaces (with drift guards), for the parameters updated by Cayley steps.
+    cayley: Vec<Option<CayleyStep<B>>>,
     /// Steps taken.
     step: u64,
 }
@@ -102,7 +105,26 @@ impl<B: Backend> Optimizer<B> {
     pub fn new(b: &B, cfg: OptimConfig, params: &[Param<B>]) -> Result<Self> {
         cfg.validate()?;
         let states = params.iter().map(|p| Ok((b.zeros(p.len())?, b.zeros(p.len())?))).collect::<Result<_>>()?;
-        Ok(Optimizer { cfg, states, step: 0 })
+        let mut cayley = Vec::with_capacity(params.len());
+        for p in params {
+            cayley.push(match p.update {
+                Update::Geodesic => {
+                    if p.shape.len() != 2 || p.shape[0] != p.shape[1] {
+                        return Err(Error::shape("geodesic parameter", "a square matrix", format!("{:?}", p.shape)));
+                    }
+                    if cfg.geo_lr <= 0.0 {
+                        return Err(Error::invalid(
+                            "--geo-lr",
+                            cfg.geo_lr,
+                            format!("parameter {} moves by geodesic steps: set --geo-lr > 0 (e.g. 1e-3)", p.name),
+                        ));
+                    }
+                    Some(CayleyStep::new(b, p.shape[0])?)
+                }
+                _ => None,
+            });
+        }
+        Ok(Optimizer { cfg, states, cayley, step: 0 })
     }
 
     /// The hyperparameters.
@@ -133,6 +155,25 @@ impl<B: Backend> Optimizer<B> {
         Ok(())
     }
 
+    /// QR repairs made by the geodesic steps' drift guards so far.
+    pub fn reorthogonalizations(&self) -> usize {
+        self.cayley.iter().flatten().map(|c| c.reorthogonalizations()).sum()
+    }
+
+    /// Per-parameter geodesic counters `(steps, repairs)` for checkpoints (`None` for Euclidean ones).
+    pub fn geodesic_counters(&self) -> Vec<Option<(usize, usize)>> {
+        self.cayley.iter().map(|c| c.as_ref().map(|c| (c.steps(), c.reorthogonalizations()))).collect()
+    }
+
+    /// Restores geodesic counters saved by [`Optimizer::geodesic_counters`].
+    pub fn restore_geodesic_counters(&mut self, counters: &[Option<(usize, usize)>]) {
+        for (c, saved) in self.cayley.iter_mut().zip(counters) {
+            if let (Some(c), Some((steps, reorth))) = (c.as_mut(), saved) {
+                c.restore_counters(*steps, *reorth);
+            }
+        }
+    }
+
     /// Global gradient norm over trained parameters.
     pub fn grad_norm(b: &B, params: &[Param<B>]) -> Result<f64> {
         let mut sq = 0.0;
@@ -160,7 +201,7 @@ impl<B: Backend> Optimizer<B> {
             }
             clipped = true;
         }
-        for (p, (s1, s2)) in params.iter_mut().zip(self.states.iter_mut()) {
+        for ((p, (s1, s2)), cayley) in params.iter_mut().zip(self.states.iter_mut()).zip(self.cayley.iter_mut()) {
             match p.update {
                 Update::Frozen => {}
                 Update::Euclidean => {
@@ -179,7 +220,14 @@ impl<B: Backend> Optimizer<B> {
                     )?;
                 }
                 Update::Geodesic => {
-                    return Err(Error::Unsupported("geodesic updates arrive with the linalg module".into()));
+                    let Some(cs) = cayley.as_mut() else {
+                        return Err(Error::shape(
+                            "optimizer",
+                            "a Cayley workspace for each geodesic parameter",
+                            "none",
+                        ));
+                    };
+                    cs.step(b, SliceMut::all(&mut p.value), Slice::all(&p.grad), self.cfg.geo_lr)?;
                 }
             }
         }

@@ -36,9 +36,11 @@ impl Spectrum {
     pub fn from_margin(m: Option<f64>) -> Result<Self> {
         match m {
             None => Ok(Spectrum::Free),
-            Some(m) if !(m.is_finite() && m >= 0.0) => {
-                Err(Error::invalid("--margin", m, "the spectral margin must be >= 0 (or `none` for an unbounded spectrum)"))
-            }
+            Some(m) if !(m.is_finite() && m >= 0.0) => Err(Error::invalid(
+                "--margin",
+                m,
+                "the spectral margin must be >= 0 (or `none` for an unbounded spectrum)",
+            )),
             Some(m) if m == 0.0 => Ok(Spectrum::Orthogonal),
             Some(m) => Ok(Spectrum::Margin(m)),
         }
@@ -63,7 +65,14 @@ const SPEC: usize = 2;
 
 impl<B: Backend> Factorized<B> {
     /// The transition and its parameters: `u0`, `v0` are orthogonal `n x n` (row-major).
-    pub fn new(b: &B, n: usize, spectrum: Spectrum, prior: f64, u0: &[f64], v0: &[f64]) -> Result<(Self, Vec<Param<B>>)> {
+    pub fn new(
+        b: &B,
+        n: usize,
+        spectrum: Spectrum,
+        prior: f64,
+        u0: &[f64],
+        v0: &[f64],
+    ) -> Result<(Self, Vec<Param<B>>)> {
         if prior > 0.0 && spectrum == Spectrum::Orthogonal {
             return Err(Error::Inapplicable {
                 flag: "--reg spectrum-prior",
@@ -71,8 +80,10 @@ impl<B: Backend> Factorized<B> {
                 hint: "with margin 0 the spectrum is fixed at 1; use a positive margin or --margin none".into(),
             });
         }
-        let mut params =
-            vec![Param::new(b, "U", &[n, n], u0, Update::Geodesic)?, Param::new(b, "V", &[n, n], v0, Update::Geodesic)?];
+        let mut params = vec![
+            Param::new(b, "U", &[n, n], u0, Update::Geodesic)?,
+            Param::new(b, "V", &[n, n], v0, Update::Geodesic)?,
+        ];
         match spectrum {
             Spectrum::Margin(m) => {
                 params.push(Param::new(b, "p", &[n], &vec![0.0; n], Update::Euclidean)?.with_lr_mult(1.0 / (2.0 * m)))

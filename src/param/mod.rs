@@ -5,7 +5,11 @@
 //! `dL/dtheta`. Its parameters live in the model's parameter list so that the optimizer, clipping
 //! and checkpoints treat every model alike.
 
+pub mod exprnn;
+pub mod factorized;
 pub mod free;
+pub mod orthogonal;
+pub mod scornn;
 
 use crate::backend::{Backend, Slice, SliceMut};
 use crate::error::Result;

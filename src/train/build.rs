@@ -7,7 +7,12 @@ use crate::nn::init::{self, RecurrentInit};
 use crate::nn::lstm::Lstm;
 use crate::nn::rnn::{Rnn, RnnConfig};
 use crate::optim::regularize::Regularizers;
+use crate::param::Transition;
+use crate::param::exprnn::ExpRnn;
+use crate::param::factorized::{Factorized, Spectrum};
 use crate::param::free::Free;
+use crate::param::orthogonal::Orthogonal;
+use crate::param::scornn::Scornn;
 use crate::tasks::Task;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -19,6 +24,16 @@ use serde::{Deserialize, Serialize};
 pub enum ModelKind {
     /// Elman RNN with a free recurrent matrix.
     Rnn,
+    /// `W = U diag(s) V^T`, U and V moved by geodesic steps, s within a spectral margin (Vorontsov et al.).
+    Factorized,
+    /// W kept orthogonal by geodesic (Cayley) steps.
+    Orthogonal,
+    /// `W = (I + A)^-1 (I - A) D`, A skew (Helfrich et al.).
+    Scornn,
+    /// `W = B exp(A)`, A skew, B fixed (Lezcano-Casado and Martinez-Rubio).
+    Exprnn,
+    /// Dynamic trivialization DTRIV-K: like exprnn, with B <- B exp(A), A <- 0 every K steps.
+    Dtriv,
     /// The LSTM baseline (peepholes, forget bias 1, orthogonal recurrent blocks).
     Lstm,
 }
@@ -28,8 +43,25 @@ impl ModelKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             ModelKind::Rnn => "rnn",
+            ModelKind::Factorized => "factorized",
+            ModelKind::Orthogonal => "orthogonal",
+            ModelKind::Scornn => "scornn",
+            ModelKind::Exprnn => "exprnn",
+            ModelKind::Dtriv => "dtriv",
             ModelKind::Lstm => "lstm",
         }
+    }
+    /// Whether the model moves parameters by geodesic steps (and so uses `--geo-lr`).
+    pub fn geodesic(&self) -> bool {
+        matches!(self, ModelKind::Factorized | ModelKind::Orthogonal)
+    }
+    /// Whether the recurrent matrix comes from a skew matrix `A` (Cayley or exponential map).
+    pub fn skew(&self) -> bool {
+        matches!(self, ModelKind::Scornn | ModelKind::Exprnn | ModelKind::Dtriv)
+    }
+    /// The default initialization of the recurrent matrix.
+    pub fn default_init(&self) -> RecurrentInit {
+        if self.skew() { RecurrentInit::Cayley } else { RecurrentInit::Orthogonal }
     }
 }
 
@@ -45,6 +77,12 @@ pub struct ModelSpec {
     pub prelu_slope: f64,
     pub prelu_trainable: bool,
     pub regs: Regularizers,
+    /// Factorized: the spectrum's parametrization (margin).
+    pub spectrum: Spectrum,
+    /// scoRNN: number of -1 entries of D (`None`: half the hidden size, rounded down).
+    pub neg: Option<usize>,
+    /// DTRIV: base-change period (`None`: never, i.e. expRNN).
+    pub k: Option<usize>,
 }
 
 impl Default for ModelSpec {
@@ -58,18 +96,99 @@ impl Default for ModelSpec {
             prelu_slope: 0.7,
             prelu_trainable: true,
             regs: Regularizers::default(),
+            spectrum: Spectrum::Free,
+            neg: None,
+            k: None,
         }
     }
 }
 
+fn inapplicable(flag: &'static str, model: ModelKind, hint: &str) -> Error {
+    Error::Inapplicable { flag, context: format!("--model {}", model.as_str()), hint: hint.into() }
+}
+
 impl ModelSpec {
+    /// A specification of `model` with its defaults (init, spectrum, K).
+    pub fn of(model: ModelKind, hidden: usize) -> Self {
+        ModelSpec {
+            model,
+            hidden,
+            init: model.default_init(),
+            k: (model == ModelKind::Dtriv).then_some(100),
+            ..Default::default()
+        }
+    }
+
     /// Checks the combination of flags.
     pub fn validate(&self) -> Result<()> {
+        let m = self.model;
         if self.hidden == 0 {
             return Err(Error::invalid("--hidden", 0, "the hidden size must be at least 1"));
         }
         if !(self.gain > 0.0 && self.gain.is_finite()) {
             return Err(Error::invalid("--gain", self.gain, "the gain must be a positive finite number"));
+        }
+        if self.gain != 1.0 && m != ModelKind::Rnn {
+            return Err(inapplicable("--gain", m, "the gain scales the free recurrent matrix of --model rnn"));
+        }
+        if let Some(neg) = self.neg {
+            if m != ModelKind::Scornn {
+                return Err(inapplicable("--neg", m, "the -1 entries of D belong to --model scornn"));
+            }
+            if neg > self.hidden {
+                return Err(Error::invalid("--neg", neg, format!("must be in [0, {}] (the hidden size)", self.hidden)));
+            }
+        }
+        if self.k == Some(0) {
+            return Err(Error::invalid("--k", 0, "the base changes every K steps: K must be at least 1 (or inf)"));
+        }
+        if self.k.is_some() && m != ModelKind::Dtriv {
+            return Err(inapplicable("--k", m, "the base-change period belongs to --model dtriv"));
+        }
+        if self.spectrum != Spectrum::Free && m != ModelKind::Factorized {
+            return Err(inapplicable("--margin", m, "the spectral margin belongs to --model factorized"));
+        }
+        if self.regs.spectrum_prior > 0.0 && m != ModelKind::Factorized {
+            return Err(inapplicable(
+                "--reg spectrum-prior",
+                m,
+                "the prior acts on the spectrum s of --model factorized",
+            ));
+        }
+        if m == ModelKind::Lstm {
+            let r = &self.regs;
+            if r.soft_orth > 0.0 || r.gain_orth.is_some() {
+                return Err(inapplicable(
+                    "--reg",
+                    m,
+                    "the orthogonality penalties act on one recurrent matrix W; use an RNN model",
+                ));
+            }
+        }
+        let init_ok = match m {
+            ModelKind::Rnn => self.init != RecurrentInit::Cayley,
+            ModelKind::Factorized | ModelKind::Orthogonal => {
+                matches!(self.init, RecurrentInit::Orthogonal | RecurrentInit::Identity | RecurrentInit::Henaff)
+            }
+            ModelKind::Scornn | ModelKind::Exprnn | ModelKind::Dtriv => {
+                matches!(self.init, RecurrentInit::Cayley | RecurrentInit::Henaff | RecurrentInit::Identity)
+            }
+            ModelKind::Lstm => self.init == RecurrentInit::Orthogonal,
+        };
+        if !init_ok {
+            let hint = match m {
+                ModelKind::Rnn => "use orthogonal, glorot, identity or henaff",
+                ModelKind::Factorized | ModelKind::Orthogonal => {
+                    "the matrix must start orthogonal: orthogonal, identity or henaff"
+                }
+                ModelKind::Lstm => "the LSTM's recurrent blocks start orthogonal",
+                _ => "the skew parameter A takes cayley, henaff or identity (A = 0)",
+            };
+            return Err(Error::invalid(
+                "--init",
+                format!("{:?}", self.init).to_lowercase(),
+                format!("not for --model {}: {hint}", m.as_str()),
+            ));
         }
         self.regs.validate()
     }
@@ -79,6 +198,10 @@ impl ModelSpec {
         self.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F1A_17AB);
         let n = self.hidden;
+        if self.model == ModelKind::Lstm {
+            let lstm = Lstm::new(b, task.input_dim(), n, task.loss(), task.accuracy_last_steps(), &mut rng)?;
+            return Ok(Box::new(lstm));
+        }
         let cfg = RnnConfig {
             input: task.input_dim(),
             hidden: n,
@@ -89,26 +212,37 @@ impl ModelSpec {
             prelu_trainable: self.prelu_trainable,
             regs: self.regs,
         };
-        if self.model == ModelKind::Lstm {
-            let r = &self.regs;
-            if r.soft_orth > 0.0 || r.spectrum_prior > 0.0 || r.gain_orth.is_some() {
-                return Err(Error::Inapplicable {
-                    flag: "--reg",
-                    context: "--model lstm".into(),
-                    hint: "the regularizers act on a single recurrent matrix W; use an RNN model".into(),
-                });
-            }
-            let lstm = Lstm::new(b, task.input_dim(), n, task.loss(), task.accuracy_last_steps(), &mut rng)?;
-            return Ok(Box::new(lstm));
-        }
         cfg.validate()?;
-        match self.model {
+        let (transition, params): (Box<dyn Transition<B>>, _) = match self.model {
             ModelKind::Rnn => {
                 let w0 = init::recurrent(&mut rng, self.init, n, self.gain)?;
-                let tp = Free::params(b, n, &w0)?;
-                Ok(Box::new(Rnn::new(b, cfg, &mut rng, Box::new(Free), tp)?))
+                (Box::new(Free), Free::params(b, n, &w0)?)
             }
-            ModelKind::Lstm => unreachable!("handled above"),
-        }
+            ModelKind::Orthogonal => {
+                let w0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
+                let (t, p) = Orthogonal::new(b, n, &w0)?;
+                (Box::new(t), p)
+            }
+            ModelKind::Factorized => {
+                let u0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
+                let v0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
+                let (t, p) = Factorized::new(b, n, self.spectrum, self.regs.spectrum_prior, &u0, &v0)?;
+                (Box::new(t), p)
+            }
+            ModelKind::Scornn => {
+                let a0 = init::skew(&mut rng, self.init, n)?;
+                let (t, p) = Scornn::new(b, n, self.neg.unwrap_or(n / 2), &a0)?;
+                (Box::new(t), p)
+            }
+            ModelKind::Exprnn | ModelKind::Dtriv => {
+                let a0 = init::skew(&mut rng, self.init, n)?;
+                let b0 = init::recurrent(&mut rng, RecurrentInit::Identity, n, 1.0)?;
+                let k = if self.model == ModelKind::Exprnn { None } else { self.k };
+                let (t, p) = ExpRnn::new(b, n, k, &a0, &b0)?;
+                (Box::new(t), p)
+            }
+            ModelKind::Lstm => unreachable!("built above"),
+        };
+        Ok(Box::new(Rnn::new(b, cfg, &mut rng, transition, params)?))
     }
 }

@@ -175,7 +175,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             }
             rec.drift_u = d.drift_u;
             rec.drift_v = d.drift_v;
-            rec.reorth = d.reorth;
+            let geodesic = self.model.params().iter().any(|p| p.update == crate::nn::Update::Geodesic);
+            rec.reorth = match (d.reorth, geodesic) {
+                (None, false) => None,
+                (r, _) => Some(r.unwrap_or(0) + self.opt.reorthogonalizations()),
+            };
             rec.prelu_slope = d.prelu_slope;
         }
         if self.cfg.record_grad_norms {

@@ -5,6 +5,7 @@
 //! The recurrence is overridden by a fused loop ([`recurrent`]) that splits the batch across
 //! threads once per sequence, so the per-step path has no allocation and no thread synchronization.
 
+pub mod fastmath;
 pub mod ops;
 mod recurrent;
 

@@ -7,6 +7,70 @@
 use crate::backend::{Activation, LossStats, MapOp, OptimRule, OptimStep};
 use crate::scalar::Scalar;
 
+/// Defines `pub fn $name` that runs `$imp` compiled for AVX2+FMA when the CPU has them and for the
+/// baseline target otherwise (the body is `#[inline(always)]`, so each copy is vectorized for its
+/// instruction set).
+macro_rules! multiversion {
+    ($(#[$m:meta])* pub fn $name:ident<T: Scalar>($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
+        $(#[$m])*
+        pub fn $name<T: Scalar>($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide<T: Scalar>($($arg: $ty),*) $(-> $ret)? {
+                    $imp($($arg),*)
+                }
+                if super::fastmath::dispatch() {
+                    // SAFETY: the CPU supports AVX2 and FMA (checked by `dispatch`).
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $imp($($arg),*)
+        }
+    };
+}
+
+multiversion!(
+    /// `h = phi(a)` over rows of width `cols`. `param`: PReLU slope `[1]` or modReLU bias `[cols]`.
+    pub fn act_fwd<T: Scalar>(kind: Activation, param: &[T], a: &[T], h: &mut [T], cols: usize) => act_fwd_impl
+);
+multiversion!(
+    /// `da = J_phi(a)^T dh`; parameter gradients are added to `dparam` (which may be empty when the
+    /// parameter is not trained).
+    pub fn act_bwd<T: Scalar>(
+        kind: Activation,
+        param: &[T],
+        a: &[T],
+        h: &[T],
+        dh: &[T],
+        da: &mut [T],
+        dparam: &mut [T],
+        cols: usize,
+    ) => act_bwd_impl
+);
+multiversion!(
+    /// Softmax cross-entropy; see [`crate::backend::Backend::softmax_xent`].
+    pub fn softmax_xent<T: Scalar>(logits: &[T], targets: &[T], grad: &mut [T], classes: usize, scale: T) -> LossStats => softmax_xent_impl
+);
+multiversion!(
+    /// LSTM cell forward (see [`crate::backend::Backend::lstm_fwd`]); `c` holds `[c_prev; c_t]`.
+    pub fn lstm_fwd<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h: &mut [T], n: usize) => lstm_fwd_impl
+);
+multiversion!(
+    /// LSTM cell backward (see [`crate::backend::Backend::lstm_bwd`]).
+    pub fn lstm_bwd<T: Scalar>(
+        gates: &[T],
+        c_prev: &[T],
+        c: &[T],
+        peep: &[T],
+        dh: &[T],
+        dc: &mut [T],
+        dz: &mut [T],
+        dpeep: &mut [T],
+        n: usize,
+    ) => lstm_bwd_impl
+);
+
 #[inline(always)]
 fn c<T: Scalar>(x: f64) -> T {
     T::of(x)
@@ -14,14 +78,14 @@ fn c<T: Scalar>(x: f64) -> T {
 
 #[inline(always)]
 fn sigmoid<T: Scalar>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
+    x.sigmoid()
 }
 
-/// `h = phi(a)` over rows of width `cols`. `param`: PReLU slope `[1]` or modReLU bias `[cols]`.
-pub fn act_fwd<T: Scalar>(kind: Activation, param: &[T], a: &[T], h: &mut [T], cols: usize) {
+#[inline(always)]
+fn act_fwd_impl<T: Scalar>(kind: Activation, param: &[T], a: &[T], h: &mut [T], cols: usize) {
     debug_assert_eq!(a.len(), h.len());
     match kind {
-        Activation::Tanh => a.iter().zip(h.iter_mut()).for_each(|(&x, y)| *y = x.tanh()),
+        Activation::Tanh => a.iter().zip(h.iter_mut()).for_each(|(&x, y)| *y = x.tanh_fast()),
         Activation::Relu => a.iter().zip(h.iter_mut()).for_each(|(&x, y)| *y = x.max(T::zero())),
         Activation::Identity => h.copy_from_slice(a),
         Activation::Prelu => {
@@ -62,9 +126,8 @@ fn sign<T: Scalar>(x: T) -> T {
     }
 }
 
-/// `da = J_phi(a)^T dh`; parameter gradients are added to `dparam` (which may be empty when the
-/// parameter is not trained).
-pub fn act_bwd<T: Scalar>(
+#[inline(always)]
+fn act_bwd_impl<T: Scalar>(
     kind: Activation,
     param: &[T],
     a: &[T],
@@ -154,8 +217,8 @@ pub fn map_bwd<T: Scalar>(op: MapOp, x: &[T], dy: &[T], dx: &mut [T]) {
     }
 }
 
-/// Softmax cross-entropy; see [`crate::backend::Backend::softmax_xent`].
-pub fn softmax_xent<T: Scalar>(logits: &[T], targets: &[T], grad: &mut [T], classes: usize, scale: T) -> LossStats {
+#[inline(always)]
+fn softmax_xent_impl<T: Scalar>(logits: &[T], targets: &[T], grad: &mut [T], classes: usize, scale: T) -> LossStats {
     let mut st = LossStats::default();
     for ((row, &tgt), g) in logits.chunks_exact(classes).zip(targets).zip(grad.chunks_exact_mut(classes)) {
         if tgt < T::zero() {
@@ -172,7 +235,7 @@ pub fn softmax_xent<T: Scalar>(logits: &[T], targets: &[T], grad: &mut [T], clas
         }
         let mut z = T::zero();
         for (gj, &v) in g.iter_mut().zip(row) {
-            *gj = (v - mx).exp();
+            *gj = (v - mx).exp_fast();
             z += *gj;
         }
         let inv = T::one() / z;
@@ -254,9 +317,8 @@ pub fn optim_step<T: Scalar>(step: &OptimStep, p: &mut [T], g: &[T], s1: &mut [T
     }
 }
 
-/// LSTM cell forward (see [`crate::backend::Backend::lstm_fwd`]).
-/// `c` holds `[c_prev; c_t]`.
-pub fn lstm_fwd<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h: &mut [T], n: usize) {
+#[inline(always)]
+fn lstm_fwd_impl<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h: &mut [T], n: usize) {
     let (wci, wcf, wco) = (&peep[..n], &peep[n..2 * n], &peep[2 * n..]);
     let (c_prev, c) = c.split_at_mut(c.len() / 2);
     for (r, zr) in z.chunks_exact(4 * n).enumerate() {
@@ -265,7 +327,7 @@ pub fn lstm_fwd<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h:
             let cp = c_prev[r * n + j];
             let i = sigmoid(zr[j] + wci[j] * cp);
             let f = sigmoid(zr[n + j] + wcf[j] * cp);
-            let g = zr[2 * n + j].tanh();
+            let g = zr[2 * n + j].tanh_fast();
             let cc = f * cp + i * g;
             let o = sigmoid(zr[3 * n + j] + wco[j] * cc);
             gr[j] = i;
@@ -273,14 +335,14 @@ pub fn lstm_fwd<T: Scalar>(z: &[T], peep: &[T], c: &mut [T], gates: &mut [T], h:
             gr[2 * n + j] = g;
             gr[3 * n + j] = o;
             c[r * n + j] = cc;
-            h[r * n + j] = o * cc.tanh();
+            h[r * n + j] = o * cc.tanh_fast();
         }
     }
 }
 
-/// LSTM cell backward (see [`crate::backend::Backend::lstm_bwd`]).
+#[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub fn lstm_bwd<T: Scalar>(
+fn lstm_bwd_impl<T: Scalar>(
     gates: &[T],
     c_prev: &[T],
     c: &[T],
@@ -299,7 +361,7 @@ pub fn lstm_bwd<T: Scalar>(
             let k = r * n + j;
             let (i, f, g, o) = (gr[j], gr[n + j], gr[2 * n + j], gr[3 * n + j]);
             let (cp, cc) = (c_prev[k], c[k]);
-            let tc = cc.tanh();
+            let tc = cc.tanh_fast();
             let da_o = dh[k] * tc * o * (one - o);
             let dct = dc[k] + dh[k] * o * (one - tc * tc) + da_o * wco[j];
             let da_i = dct * g * i * (one - i);
