@@ -41,7 +41,7 @@ impl Spectrum {
                 m,
                 "the spectral margin must be >= 0 (or `none` for an unbounded spectrum)",
             )),
-            Some(m) if m == 0.0 => Ok(Spectrum::Orthogonal),
+            Some(0.0) => Ok(Spectrum::Orthogonal),
             Some(m) => Ok(Spectrum::Margin(m)),
         }
     }
