@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the linear-algebra stages on `Cpu<f32>` at n = 128, 500, 1000:
-//! `expm`, `expm_frechet_adjoint`, one geodesic Cayley step, and LU factor + solve (n right-hand
-//! sides), each through its reusable workspace. `A` is skew with `‖A‖_1 = 2.5` (f32: Pade degree 7,
+//! `expm`, `expm_frechet_adjoint`, one geodesic Cayley step (fast and accurate forms), the drift
+//! check and QR re-orthogonalization, and LU factor + solve (n right-hand sides), each through its
+//! reusable workspace. `A` is skew with `‖A‖_1 = 2.5` (f32: Pade degree 7,
 //! no squaring, for both `expm` and the Frechet derivative), the size a DTRIV/expRNN `A` reaches.
 //! Flat sampling with 10 samples keeps the whole run to a few minutes.
 //!
@@ -9,7 +10,7 @@
 use criterion::{BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
 use ortho_rnn::backend::cpu::{Cpu, CpuBuf};
 use ortho_rnn::backend::{Backend, Slice, SliceMut};
-use ortho_rnn::linalg::{self, CayleyStep, Expm, ExpmFrechet};
+use ortho_rnn::linalg::{self, CayleyForm, CayleyStep, Expm, ExpmFrechet};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
@@ -76,13 +77,32 @@ fn bench_frechet(c: &mut Criterion) {
 
 fn bench_cayley(c: &mut Criterion) {
     let b = Cpu::<f32>::default();
-    let mut g = group(c, "cayley_step");
+    for (name, form) in [("cayley_step", CayleyForm::Fast), ("cayley_step_accurate", CayleyForm::Accurate)] {
+        let mut g = group(c, name);
+        for n in SIZES {
+            let mut m = up(&b, &linalg::orthogonal_from_gaussian(&gauss(3, n * n), n).unwrap());
+            let gr = up(&b, &gauss(4, n * n).iter().map(|v| v * 0.01).collect::<Vec<_>>());
+            // The step alone; the guard's amortized cost is measured by `drift_and_qr`.
+            let mut ws = CayleyStep::new(&b, n).unwrap().with_form(form).with_guard(None);
+            g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bch, _| {
+                bch.iter(|| ws.step(&b, SliceMut::all(&mut m), Slice::all(&gr), black_box(1e-3)).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
+fn bench_drift_and_qr(c: &mut Criterion) {
+    let b = Cpu::<f32>::default();
+    let mut g = group(c, "drift_and_qr");
     for n in SIZES {
-        let mut m = up(&b, &linalg::orthogonal_from_gaussian(&gauss(3, n * n), n).unwrap());
-        let gr = up(&b, &gauss(4, n * n).iter().map(|v| v * 0.01).collect::<Vec<_>>());
-        let mut ws = CayleyStep::new(&b, n).unwrap();
-        g.bench_with_input(BenchmarkId::from_parameter(n), &n, |bch, _| {
-            bch.iter(|| ws.step(&b, SliceMut::all(&mut m), Slice::all(&gr), black_box(1e-3)).unwrap())
+        let m0 = up(&b, &linalg::orthogonal_from_gaussian(&gauss(6, n * n), n).unwrap());
+        let mut m = m0.clone();
+        g.bench_with_input(BenchmarkId::new("drift", n), &n, |bch, _| {
+            bch.iter(|| linalg::drift(&b, Slice::all(&m0), n).unwrap())
+        });
+        g.bench_with_input(BenchmarkId::new("reorthogonalize", n), &n, |bch, _| {
+            bch.iter(|| linalg::reorthogonalize(&b, SliceMut::all(&mut m), n).unwrap())
         });
     }
     g.finish();
@@ -108,5 +128,5 @@ fn bench_lu(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_expm, bench_frechet, bench_cayley, bench_lu);
+criterion_group!(benches, bench_expm, bench_frechet, bench_cayley, bench_drift_and_qr, bench_lu);
 criterion_main!(benches);

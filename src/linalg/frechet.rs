@@ -22,8 +22,10 @@
 //! Degree and scaling use the `ell_m` thresholds of [`super::pade`] (smaller than `theta_m`: the
 //! derivative's backward error bound is the derivative of the exponential's).
 //!
-//! Cost (products of `n x n` matrices, `m = 13`): 6 for `exp` + 13 for the derivative, one LU, two
-//! solves, and 3 per squaring, against 6 + 1 per squaring for [`super::Expm`]: about 3 `expm`s.
+//! Cost in products of `n x n` matrices: for `m = 13`, 6 for `exp` + 13 for the derivative; for
+//! `m = 7` (the largest f32 degree), 4 + 9; plus one LU, two solves, and 3 products per squaring,
+//! against 6 (or 4) + one solve + 1 per squaring for [`super::Expm`]: about 3 `expm`s (measured
+//! on `Cpu<f32>`: 1.8x at `n = 128`, 2.7-3x at 500 and 1000).
 //! The block form `exp([[A^T, G], [0, A^T]])` (upper-right block; [`expm_frechet_adjoint_block`])
 //! gives the same result at about 8 times an `n x n` `expm`, and is kept as a test reference.
 
