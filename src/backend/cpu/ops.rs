@@ -270,7 +270,8 @@ pub fn norm1<T: Scalar>(x: &[T], n: usize) -> f64 {
             *s += v.f64().abs();
         }
     }
-    cols.into_iter().fold(0.0, f64::max)
+    // NaN propagates (f64::max would skip it).
+    cols.into_iter().fold(0.0, |m, v| if v.is_nan() || m.is_nan() { f64::NAN } else { m.max(v) })
 }
 
 /// One optimizer update (PyTorch formulas).
