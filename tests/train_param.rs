@@ -38,6 +38,7 @@ fn run(
         record_grad_norms: false,
         diagnostics: true,
         progress: Mode::Quiet,
+        checkpoint: None,
     };
     let mut check = check;
     let mut t = Trainer::new(&b, model, opt, &task, cfg).unwrap();

@@ -28,6 +28,7 @@ pub fn train(task: &dyn Task, spec: ModelSpec, lr: f64, iters: usize, batch: usi
         record_grad_norms: false,
         diagnostics: true,
         progress: Mode::Quiet,
+        checkpoint: None,
     };
     let mut t = Trainer::new(&b, model, opt, task, cfg).unwrap();
     t.run(|_, _| Ok(())).unwrap()

@@ -10,8 +10,9 @@ use ortho_rnn::error::{Error, Result};
 use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::{TaskKind, TaskSpec};
 use ortho_rnn::train::build::ModelSpec;
+use ortho_rnn::train::checkpoint::{self, Checkpoint};
 use ortho_rnn::train::progress::Mode;
-use ortho_rnn::train::{Summary, TrainConfig, Trainer, bench};
+use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer, bench};
 use std::path::PathBuf;
 
 /// Train recurrent networks whose transition matrix is kept orthogonal, near-orthogonal or spectrally bounded.
@@ -86,6 +87,16 @@ struct TrainArgs {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
+    /// Write a checkpoint (safetensors, atomically replaced) to this file.
+    #[arg(long)]
+    checkpoint: Option<PathBuf>,
+    /// Checkpoint every this many iterations (and at the end) [default: --eval-every].
+    #[arg(long, requires = "checkpoint")]
+    checkpoint_every: Option<usize>,
+    /// Continue the run stored in this checkpoint: task, model, optimizer and seed come from it;
+    /// --iters/--epochs may extend it. Continues bit-identically on the CPU.
+    #[arg(long)]
+    resume: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -131,55 +142,96 @@ impl TrainArgs {
 }
 
 struct TrainJob {
-    task: TaskSpec,
-    spec: ModelSpec,
-    optim: OptimConfig,
+    run: RunSpec,
     cfg: TrainConfig,
+    resume: Option<(Checkpoint, PathBuf)>,
 }
 
 impl BackendJob for TrainJob {
     type Out = Summary;
     fn run<B: Backend>(self, b: &B) -> Result<Summary> {
-        let task = self.task.build()?;
-        let model = self.spec.build(b, task.as_ref(), self.cfg.seed)?;
-        let mut trainer = Trainer::new(b, model, self.optim, task.as_ref(), self.cfg)?;
+        let task = self.run.task.build()?;
+        let model = self.run.model.build(b, task.as_ref(), self.run.seed)?;
+        let mut trainer = Trainer::new(b, model, self.run.optim, task.as_ref(), self.cfg)?;
+        if let Some((ck, path)) = &self.resume {
+            checkpoint::restore(&mut trainer, ck, path)?;
+        }
         trainer.run(|_, _| Ok(()))
     }
 }
 
 fn train(a: TrainArgs) -> Result<()> {
     let iters = match (a.iters, a.epochs) {
-        (Some(i), None) => i,
+        (Some(i), None) => Some(i),
         (None, Some(e)) => {
             if a.iters_per_epoch == 0 {
                 return Err(Error::invalid("--iters-per-epoch", 0, "must be at least 1"));
             }
-            e * a.iters_per_epoch
+            Some(e * a.iters_per_epoch)
         }
-        (None, None) => 2000,
+        (None, None) => None,
         (Some(_), Some(_)) => unreachable!("clap rejects --iters with --epochs"),
     };
-    let spec = a.model.spec()?;
-    let optim = a.optim.config(&spec)?;
-    let task = TaskSpec {
-        kind: a.task,
-        seq_len: a.seq_len,
-        data: a.data.clone(),
-        seed: a.seed,
-        max_train: a.max_train,
-        eval_test: a.eval_test,
+    let (run, resume) = match &a.resume {
+        Some(path) => {
+            let ck = checkpoint::load(path)?;
+            let mut run: RunSpec = serde_json::from_str(&ck.run)
+                .map_err(|e| Error::bad_file(path, format!("the stored run specification does not parse: {e}")))?;
+            if let Some(i) = iters {
+                if i < ck.iter {
+                    return Err(Error::invalid(
+                        "--iters",
+                        i,
+                        format!("the checkpoint has already trained {} iterations", ck.iter),
+                    ));
+                }
+                run.iters = i;
+            }
+            (run, Some((ck, path.clone())))
+        }
+        None => {
+            let model = a.model.spec()?;
+            let optim = a.optim.config(&model)?;
+            let task = TaskSpec {
+                kind: a.task,
+                seq_len: a.seq_len,
+                data: a.data.clone(),
+                seed: a.seed,
+                max_train: a.max_train,
+                eval_test: a.eval_test,
+            };
+            let run = RunSpec {
+                task,
+                model,
+                optim,
+                batch: a.batch,
+                seed: a.seed,
+                eval_every: a.eval_every,
+                iters: iters.unwrap_or(2000),
+            };
+            (run, None)
+        }
+    };
+    let checkpoint = match &a.checkpoint {
+        Some(path) => Some(Checkpointing {
+            path: path.clone(),
+            every: a.checkpoint_every.unwrap_or(run.eval_every),
+            run: serde_json::to_string(&run).map_err(|e| Error::invalid("run", "specification", e.to_string()))?,
+        }),
+        None => None,
     };
     let cfg = TrainConfig {
-        iters,
-        batch: a.batch,
-        eval_every: a.eval_every,
-        seed: a.seed,
+        iters: run.iters,
+        batch: run.batch,
+        eval_every: run.eval_every,
+        seed: run.seed,
         metrics: a.metrics.clone(),
         record_grad_norms: a.record_grad_norms,
         diagnostics: !a.no_diagnostics,
         progress: if a.quiet { Mode::Quiet } else { Mode::Auto },
+        checkpoint,
     };
-    let summary = dispatch(a.device.device, a.device.threads, TrainJob { task, spec, optim, cfg })?;
+    let summary = dispatch(a.device.device, a.device.threads, TrainJob { run, cfg, resume })?;
     print_summary(&summary, a.json);
     Ok(())
 }

@@ -8,6 +8,7 @@
 
 pub mod bench;
 pub mod build;
+pub mod checkpoint;
 pub mod metrics;
 pub mod progress;
 
@@ -41,6 +42,31 @@ pub struct TrainConfig {
     pub diagnostics: bool,
     /// Progress display.
     pub progress: progress::Mode,
+    /// Where and how often to write checkpoints.
+    pub checkpoint: Option<Checkpointing>,
+}
+
+/// Checkpoint settings of a run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Checkpointing {
+    /// The checkpoint file (rewritten atomically each time).
+    pub path: PathBuf,
+    /// Write every this many iterations (and at the end).
+    pub every: usize,
+    /// The run specification stored in the checkpoint (JSON of a [`RunSpec`]).
+    pub run: String,
+}
+
+/// Everything that defines a run: what a checkpoint stores so `--resume` can rebuild it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunSpec {
+    pub task: crate::tasks::TaskSpec,
+    pub model: build::ModelSpec,
+    pub optim: OptimConfig,
+    pub batch: usize,
+    pub seed: u64,
+    pub eval_every: usize,
+    pub iters: usize,
 }
 
 impl TrainConfig {
@@ -54,6 +80,9 @@ impl TrainConfig {
         }
         if self.eval_every == 0 {
             return Err(Error::invalid("--eval-every", 0, "must be at least 1"));
+        }
+        if self.checkpoint.as_ref().is_some_and(|c| c.every == 0) {
+            return Err(Error::invalid("--checkpoint-every", 0, "must be at least 1"));
         }
         Ok(())
     }
@@ -105,6 +134,8 @@ pub struct Trainer<'a, B: Backend> {
     pub iter: usize,
     /// Training seconds accumulated before this process (after a resume).
     pub prior_seconds: f64,
+    /// Training seconds in this process.
+    elapsed: f64,
     last_finite: Option<f64>,
 }
 
@@ -119,7 +150,22 @@ impl<'a, B: Backend> Trainer<'a, B> {
     ) -> Result<Self> {
         cfg.validate()?;
         let opt = Optimizer::new(b, opt, model.params())?;
-        Ok(Trainer { b: b.clone(), model, opt, task, cfg, iter: 0, prior_seconds: 0.0, last_finite: None })
+        Ok(Trainer {
+            b: b.clone(),
+            model,
+            opt,
+            task,
+            cfg,
+            iter: 0,
+            prior_seconds: 0.0,
+            elapsed: 0.0,
+            last_finite: None,
+        })
+    }
+
+    /// Training seconds spent in this process (evaluation excluded).
+    pub fn train_seconds(&self) -> f64 {
+        self.elapsed
     }
 
     /// One training iteration; returns the batch statistics.
@@ -199,19 +245,18 @@ impl<'a, B: Backend> Trainer<'a, B> {
             None => None,
         };
         let mut progress = Progress::new(self.cfg.progress, self.cfg.iters, self.iter);
-        let mut train_time = 0.0;
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         let mut last: Option<EvalRecord> = None;
         let start_iter = self.iter;
         while self.iter < self.cfg.iters {
             let t0 = Instant::now();
             let st = self.step()?;
-            train_time += t0.elapsed().as_secs_f64();
+            self.elapsed += t0.elapsed().as_secs_f64();
             loss_sum += st.loss;
             loss_n += 1;
             progress.tick(self.iter, st.loss);
             if self.iter.is_multiple_of(self.cfg.eval_every) || self.iter == self.cfg.iters {
-                let seconds = self.prior_seconds + train_time;
+                let seconds = self.prior_seconds + self.elapsed;
                 let rec = self.record(seconds, Some(loss_sum / loss_n as f64))?;
                 (loss_sum, loss_n) = (0.0, 0);
                 if let Some(w) = writer.as_mut() {
@@ -220,6 +265,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 progress.eval(&rec, self.task.baseline().loss);
                 on_eval(self, &rec)?;
                 last = Some(rec);
+            }
+            if let Some(c) = &self.cfg.checkpoint
+                && (self.iter % c.every == 0 || self.iter == self.cfg.iters)
+            {
+                checkpoint::save(&c.path, self, &c.run)?;
             }
         }
         progress.finish();
@@ -241,8 +291,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
             mse: last.mse,
             bpc: last.bpc,
             baseline: self.task.baseline().loss,
-            seconds: self.prior_seconds + train_time,
-            ms_per_iter: if done > 0 { 1e3 * train_time / done as f64 } else { 0.0 },
+            seconds: self.prior_seconds + self.elapsed,
+            ms_per_iter: if done > 0 { 1e3 * self.elapsed / done as f64 } else { 0.0 },
         })
     }
 }
