@@ -267,7 +267,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
                 last = Some(rec);
             }
             if let Some(c) = &self.cfg.checkpoint
-                && (self.iter % c.every == 0 || self.iter == self.cfg.iters)
+                && (self.iter.is_multiple_of(c.every) || self.iter == self.cfg.iters)
             {
                 checkpoint::save(&c.path, self, &c.run)?;
             }
