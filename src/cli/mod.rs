@@ -29,6 +29,8 @@ enum Command {
     Train(Box<TrainArgs>),
     /// Time whole training iterations on the copy task and print a summary.
     Bench(Box<BenchArgs>),
+    /// List what this machine offers: CPU threads, NVRTC, GPUs, the CUDA emulator.
+    Devices,
 }
 
 #[derive(clap::Args, Debug)]
@@ -127,6 +129,7 @@ pub fn run(cli: Cli) -> Result<()> {
         None => train(TrainArgs::parse_defaults()),
         Some(Command::Train(a)) => train(*a),
         Some(Command::Bench(a)) => bench_cmd(*a),
+        Some(Command::Devices) => devices(),
     }
 }
 
@@ -300,5 +303,32 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             r.gflops
         );
     }
+    Ok(())
+}
+
+fn devices() -> Result<()> {
+    use ortho_rnn::backend::cuda::{cudarc_driver, emu};
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let simd = if ortho_rnn::backend::cpu::fastmath::dispatch() { "AVX2+FMA" } else { "baseline SIMD" };
+    println!("cpu: {threads} threads ({simd} element-wise kernels)");
+    match cudarc_driver::nvrtc_version() {
+        Some((major, minor)) => {
+            let includes = cudarc_driver::nvrtc_include_paths();
+            let headers = if includes.is_empty() { "cuda_fp16.h NOT found".to_string() } else { format!("headers in {}", includes.join(", ")) };
+            println!("nvrtc: {major}.{minor} ({headers})");
+        }
+        None => println!("nvrtc: not found (pip install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)"),
+    }
+    match cudarc_driver::list_gpus() {
+        Ok(gpus) if gpus.is_empty() => println!("cuda: libcuda found, but no CUDA device"),
+        Ok(gpus) => {
+            for g in gpus {
+                let (ma, mi) = g.compute_capability;
+                println!("cuda:{}: {} ({:.1} GiB, compute capability {ma}.{mi})", g.ordinal, g.name, g.memory_bytes as f64 / (1u64 << 30) as f64);
+            }
+        }
+        Err(e) => println!("cuda: none ({e})"),
+    }
+    println!("emu: the CUDA kernels compiled for the host ({} entry points), --device emu", emu::registered_kernels().len());
     Ok(())
 }
