@@ -48,7 +48,7 @@ pub enum OptArg {
 #[derive(Args, Clone, Debug)]
 pub struct ModelArgs {
     /// Network.
-    #[arg(long, value_enum, default_value = "rnn")]
+    #[arg(long, value_enum, default_value = "factorized")]
     pub model: ModelKind,
     /// Hidden units.
     #[arg(long, default_value_t = 128)]
@@ -66,8 +66,8 @@ pub struct ModelArgs {
     #[arg(long, value_enum)]
     pub init: Option<RecurrentInit>,
     /// Factorized: spectral margin m (singular values in [1 - m, 1 + m]; 0: orthogonal), or `none`
-    /// to train the singular values directly [default: none].
-    #[arg(long)]
+    /// to train the singular values directly [default: 1].
+    #[arg(long, allow_hyphen_values = true)]
     pub margin: Option<String>,
     /// scoRNN: number of -1 entries in D [default: hidden / 2].
     #[arg(long)]
@@ -208,6 +208,7 @@ impl ModelArgs {
             });
         }
         let margin = match self.margin.as_deref().map(str::trim) {
+            None if m == ModelKind::Factorized => Some(1.0),
             None | Some("none") => None,
             Some(v) => {
                 Some(v.parse::<f64>().map_err(|_| Error::invalid("--margin", v, "expected a number >= 0 or `none`"))?)

@@ -25,7 +25,8 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Train a model on a task (with no flags: the copy task on the CPU, about a minute).
+    /// Train a model on a task. With no flags, the main job: a factorized RNN (hidden 128, spectral
+    /// margin 1) learns the copy task with T = 100 on the CPU in 2000 iterations.
     Train(Box<TrainArgs>),
     /// Time whole training iterations on the copy task and print a summary.
     Bench(Box<BenchArgs>),
@@ -314,21 +315,35 @@ fn devices() -> Result<()> {
     match cudarc_driver::nvrtc_version() {
         Some((major, minor)) => {
             let includes = cudarc_driver::nvrtc_include_paths();
-            let headers = if includes.is_empty() { "cuda_fp16.h NOT found".to_string() } else { format!("headers in {}", includes.join(", ")) };
+            let headers = if includes.is_empty() {
+                "cuda_fp16.h NOT found".to_string()
+            } else {
+                format!("headers in {}", includes.join(", "))
+            };
             println!("nvrtc: {major}.{minor} ({headers})");
         }
-        None => println!("nvrtc: not found (pip install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)"),
+        None => {
+            println!("nvrtc: not found (pip install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)")
+        }
     }
     match cudarc_driver::list_gpus() {
         Ok(gpus) if gpus.is_empty() => println!("cuda: libcuda found, but no CUDA device"),
         Ok(gpus) => {
             for g in gpus {
                 let (ma, mi) = g.compute_capability;
-                println!("cuda:{}: {} ({:.1} GiB, compute capability {ma}.{mi})", g.ordinal, g.name, g.memory_bytes as f64 / (1u64 << 30) as f64);
+                println!(
+                    "cuda:{}: {} ({:.1} GiB, compute capability {ma}.{mi})",
+                    g.ordinal,
+                    g.name,
+                    g.memory_bytes as f64 / (1u64 << 30) as f64
+                );
             }
         }
         Err(e) => println!("cuda: none ({e})"),
     }
-    println!("emu: the CUDA kernels compiled for the host ({} entry points), --device emu", emu::registered_kernels().len());
+    println!(
+        "emu: the CUDA kernels compiled for the host ({} entry points), --device emu",
+        emu::registered_kernels().len()
+    );
     Ok(())
 }

@@ -169,6 +169,31 @@ pub trait Model<B: Backend>: Send {
     fn refresh(&mut self) -> Result<()> {
         Ok(())
     }
+    /// The parameter called `name`.
+    fn param(&self, name: &str) -> Result<&Param<B>> {
+        self.params().iter().find(|p| p.name == name).ok_or_else(|| {
+            let names: Vec<&str> = self.params().iter().map(|p| p.name.as_str()).collect();
+            crate::Error::invalid("parameter", name, format!("this model has {}", names.join(", ")))
+        })
+    }
+    /// Copies the parameter `name` to the host.
+    fn read(&self, b: &B, name: &str) -> Result<Vec<B::Elem>> {
+        b.download(self.param(name)?.v())
+    }
+    /// Overwrites the parameter `name` with host values (same length) and refreshes derived state.
+    fn write(&mut self, b: &B, name: &str, values: &[B::Elem]) -> Result<()> {
+        let len = self.param(name)?.len();
+        if values.len() != len {
+            return Err(crate::Error::shape("parameter values", len, values.len()));
+        }
+        let p = self
+            .params_mut()
+            .iter_mut()
+            .find(|p| p.name == name)
+            .ok_or_else(|| crate::Error::invalid("parameter", name, "not found"))?;
+        b.write(crate::backend::SliceMut::all(&mut p.value), values)?;
+        self.refresh()
+    }
     /// Counters that belong in a checkpoint besides parameters (e.g. re-orthogonalization count).
     fn counters(&self) -> Vec<(String, f64)> {
         Vec::new()
