@@ -97,7 +97,7 @@ fn gemm_one<B: Backend<Elem = f32>>(t: &Dut<B>, g: Gemm<f32>, bias: bool, act: O
     check(&format!("{what}: C"), &got_c, &want_c, |i| rel * mag[i] + 1e-30);
     if act.is_some() {
         // OPLU moves values within a pair: bound each by the larger magnitude of its pair.
-        let pair = |i: usize| if g.n % 2 == 0 { mag[i].max(mag[i ^ 1]) } else { mag[i] };
+        let pair = |i: usize| if g.n.is_multiple_of(2) { mag[i].max(mag[i ^ 1]) } else { mag[i] };
         check(&format!("{what}: act out"), &got_out, &want_out, |i| {
             rel * pair(i) + t.trans_rel * want_out[i].abs() + 1e-30
         });
@@ -133,6 +133,15 @@ fn gemm_large_tiles<B: Backend<Elem = f32>>(t: &Dut<B>) {
     }
 }
 
+/// K = 0: the product vanishes and C becomes beta C plus the epilogue. (beta = 0 is left out: the
+/// CPU backend computes `C *= beta` there, so a NaN in C stays NaN, while the kernel never reads C.)
+fn gemm_empty_k<B: Backend<Elem = f32>>(t: &Dut<B>) {
+    let g = Gemm::new(4, 6, 0).alpha(2.0).beta(0.5);
+    gemm_one(t, g, false, None, 450);
+    gemm_one(t, g, true, Some(Activation::Tanh), 451);
+    gemm_one(t, Gemm::new(130, 128, 0).beta(-1.0), true, Some(Activation::Oplu), 452);
+}
+
 /// Batches with gaps between the matrices (which must stay untouched) and a shared B (stride 0).
 fn gemm_batched<B: Backend<Elem = f32>>(t: &Dut<B>) {
     for (ta, tb) in [(false, false), (true, true), (true, false)] {
@@ -165,6 +174,54 @@ fn gemm_epilogue<B: Backend<Elem = f32>>(t: &Dut<B>) {
             gemm_one(t, g.tb().alpha(0.5).beta(-1.0), true, Some(kind), seed + 12 + i as u64);
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Memory and view checks
+// ------------------------------------------------------------------------------------------------
+
+/// zeros, upload, download, write and copy through sub-views; views that do not fit are
+/// `Error::Shape` on every backend, not a crash.
+fn memory_and_views<B: Backend<Elem = f32>>(t: &Dut<B>) {
+    let r = refb();
+    let x = rand(100, 1600);
+    let (mut dx, mut rx) = (up(&t.dev, &x), up64(&r, &x));
+    assert_eq!(down(&t.dev, &t.dev.zeros(33).unwrap()), vec![0.0; 33], "zeros");
+    let part = t.dev.download(Slice::all(&dx).sub(7, 20)).unwrap();
+    assert_eq!(part, x[7..27].to_vec(), "download of a sub-view");
+    let w = rand(13, 1601);
+    t.dev.write(SliceMut::all(&mut dx).sub(50, 13), &w).unwrap();
+    r.write(SliceMut::all(&mut rx).sub(50, 13), &backends::wide(&w)).unwrap();
+    let (mut dy, mut ry) = (up(&t.dev, &[3.0; 40]), up64(&r, &[3.0; 40]));
+    t.dev.copy(Slice::all(&dx).sub(45, 30), SliceMut::all(&mut dy).sub(5, 30)).unwrap();
+    r.copy(Slice::all(&rx).sub(45, 30), SliceMut::all(&mut ry).sub(5, 30)).unwrap();
+    check_exact("write + copy", &down(&t.dev, &dy), &down(&r, &ry));
+    check_exact("write", &down(&t.dev, &dx), &down(&r, &rx));
+
+    let shape = |what: &str, res: ortho_rnn::Result<()>| {
+        assert!(matches!(res, Err(Error::Shape { .. })), "{what}: expected Error::Shape, got {res:?}");
+    };
+    let past_end = Slice::<B> { buf: &dx, off: 95, len: 10 };
+    shape("download past the end", t.dev.download(past_end).map(|_| ()));
+    shape("write of the wrong length", t.dev.write(SliceMut::all(&mut dy), &w));
+    let mut small = t.dev.zeros(10).unwrap();
+    shape("copy into a shorter view", t.dev.copy(Slice::all(&dx), SliceMut::all(&mut small)));
+    let g = Gemm::new(4, 5, 6);
+    let (a, b) = (t.dev.zeros(24).unwrap(), t.dev.zeros(30).unwrap());
+    shape(
+        "gemm with a short C",
+        t.dev.gemm(&g, Slice::all(&a), Slice::all(&b), SliceMut::all(&mut small), Epilogue::none()),
+    );
+    shape(
+        "gemm with a short A",
+        t.dev.gemm(&g, Slice::all(&b).sub(0, 23), Slice::all(&b), SliceMut::all(&mut dy).sub(0, 20), Epilogue::none()),
+    );
+    shape("axpby of different lengths", t.dev.axpby(1.0, Slice::all(&dx), 1.0, SliceMut::all(&mut small)));
+    shape("transpose of the wrong size", t.dev.transpose(Slice::all(&dx), 7, 7, SliceMut::all(&mut small)));
+    shape("col_sum with a short out", t.dev.col_sum(Slice::all(&dx), 5, 20, 0.0, SliceMut::all(&mut small)));
+    shape("lu_factor of a non-square view", t.dev.lu_factor(Slice::all(&dx).sub(0, 99), 10).map(|_| ()));
+    let act = Act { kind: Activation::Modrelu, param: Some(Slice::all(&small)) };
+    shape("modReLU with a short bias", t.dev.act_fwd(act, Slice::all(&dx), SliceMut::all(&mut dy).sub(0, 40), 20));
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -319,7 +376,8 @@ fn activations<B: Backend<Elem = f32>>(t: &Dut<B>) {
                 .unwrap();
                 // A couple of roundings of dh times a factor of magnitude <= 1 (1 - h^2 cancels, so
                 // the bound is on |dh|, not on the result); OPLU moves dh within a pair.
-                let pair = |i: usize| if cols % 2 == 0 { dh[i].abs().max(dh[i ^ 1].abs()) } else { dh[i].abs() };
+                let pair =
+                    |i: usize| if cols.is_multiple_of(2) { dh[i].abs().max(dh[i ^ 1].abs()) } else { dh[i].abs() };
                 check(&format!("{what} bwd da"), &down(&t.dev, &dda), &down(&r, &rda), |i| {
                     3e-7 * pair(i) as f64 + 1e-30
                 });
@@ -370,12 +428,19 @@ fn softmax_xent<B: Backend<Elem = f32>>(t: &Dut<B>) {
         let scale = 1.0 / 31.0;
         let (dl, dtg, rl, rtg) = (up(&t.dev, &logits), up(&t.dev, &targets), up64(&r, &logits), up64(&r, &targets));
         let (mut dg, mut rg) = (up(&t.dev, &vec![f32::NAN; rows * classes]), r.zeros(rows * classes).unwrap());
-        let got = t.dev.softmax_xent(Slice::all(&dl), Slice::all(&dtg), SliceMut::all(&mut dg), classes, scale).unwrap();
+        let got =
+            t.dev.softmax_xent(Slice::all(&dl), Slice::all(&dtg), SliceMut::all(&mut dg), classes, scale).unwrap();
         let want = r.softmax_xent(Slice::all(&rl), Slice::all(&rtg), SliceMut::all(&mut rg), classes, scale as f64);
         let want = want.unwrap();
         let what = format!("softmax_xent classes={classes}");
         check_stats(&what, got, want, t.trans_rel, want.count as f64 * (8.0 + (classes as f64).ln()));
-        check_rel(&format!("{what}: grad"), &down(&t.dev, &dg), &down(&r, &rg), t.trans_rel, t.trans_rel * scale as f64);
+        check_rel(
+            &format!("{what}: grad"),
+            &down(&t.dev, &dg),
+            &down(&r, &rg),
+            t.trans_rel,
+            t.trans_rel * scale as f64,
+        );
     }
 }
 
@@ -454,8 +519,10 @@ fn reductions<B: Backend<Elem = f32>>(t: &Dut<B>) {
 parity_tests!(
     gemm_small_tiles,
     gemm_large_tiles,
+    gemm_empty_k,
     gemm_batched,
     gemm_epilogue,
+    memory_and_views,
     fill_scale_axpby,
     matrix_elementwise,
     margin_map,

@@ -155,14 +155,29 @@ fn lstm_cell<B: Backend<Elem = f32>>(t: &Dut<B>) {
         let tol = 4.0 * t.trans_rel;
 
         let (dz, dpeep) = (up(&t.dev, &z), up(&t.dev, &peep));
-        let (mut dc, mut dg, mut dh) = (up(&t.dev, &c), up(&t.dev, &vec![f32::NAN; 4 * rows * n]), t.dev.zeros(rows * n).unwrap());
+        let (mut dc, mut dg, mut dh) =
+            (up(&t.dev, &c), up(&t.dev, &vec![f32::NAN; 4 * rows * n]), t.dev.zeros(rows * n).unwrap());
         t.dev
-            .lstm_fwd(Slice::all(&dz), Slice::all(&dpeep), SliceMut::all(&mut dc), SliceMut::all(&mut dg), SliceMut::all(&mut dh), n)
+            .lstm_fwd(
+                Slice::all(&dz),
+                Slice::all(&dpeep),
+                SliceMut::all(&mut dc),
+                SliceMut::all(&mut dg),
+                SliceMut::all(&mut dh),
+                n,
+            )
             .expect(&what);
         let (rz, rpeep) = (up64(&r, &z), up64(&r, &peep));
         let (mut rc, mut rg, mut rh) = (up64(&r, &c), r.zeros(4 * rows * n).unwrap(), r.zeros(rows * n).unwrap());
-        r.lstm_fwd(Slice::all(&rz), Slice::all(&rpeep), SliceMut::all(&mut rc), SliceMut::all(&mut rg), SliceMut::all(&mut rh), n)
-            .unwrap();
+        r.lstm_fwd(
+            Slice::all(&rz),
+            Slice::all(&rpeep),
+            SliceMut::all(&mut rc),
+            SliceMut::all(&mut rg),
+            SliceMut::all(&mut rh),
+            n,
+        )
+        .unwrap();
         let (want_c, want_g) = (down(&r, &rc), down(&r, &rg));
         check_rel(&format!("{what}: c"), &down(&t.dev, &dc), &want_c, tol, tol);
         check_rel(&format!("{what}: gates"), &down(&t.dev, &dg), &want_g, tol, tol);
@@ -175,7 +190,8 @@ fn lstm_cell<B: Backend<Elem = f32>>(t: &Dut<B>) {
         let bn = rows * n;
         let (dgates, dcp, dpp) = (up(&t.dev, &gates), up(&t.dev, &cpair), up(&t.dev, &peep));
         let ddh = up(&t.dev, &dh_in);
-        let (mut ddc, mut ddz, mut ddp) = (up(&t.dev, &dc_in), up(&t.dev, &vec![f32::NAN; 4 * bn]), up(&t.dev, &dpeep0));
+        let (mut ddc, mut ddz, mut ddp) =
+            (up(&t.dev, &dc_in), up(&t.dev, &vec![f32::NAN; 4 * bn]), up(&t.dev, &dpeep0));
         t.dev
             .lstm_bwd(
                 Slice::all(&dgates),

@@ -15,6 +15,8 @@ use ortho_rnn::backend::cuda::kernels::{FAMILIES, entry_points};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 const INNER: &str = "inner_compile_every_family_with_nvrtc_and_ptxas";
 /// Set by the outer test for the inner one: the wheels' `nvidia` folder.
@@ -114,6 +116,37 @@ fn ptxas_reports_are_parsed() {
     assert_eq!((got[1].0.as_str(), got[1].1.registers, got[1].1.spill_stores), ("fill_f32", 10, 0));
 }
 
+/// Per-kernel usage of one family on one architecture, or what failed.
+type JobResult = Result<Vec<(String, Usage)>, String>;
+
+/// NVRTC then `ptxas -v` for one family and architecture: per-kernel usage in source order, or what failed.
+fn compile_and_assemble(family: &str, src: &str, arch: &'static str, ptxas: &Path, dir: &Path) -> JobResult {
+    let ptx = compile_family(family, arch).map_err(|e| format!("{family} {arch}: NVRTC: {e}"))?;
+    let file = dir.join(format!("{family}_{arch}.ptx"));
+    std::fs::write(&file, &ptx).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let out = Command::new(ptxas)
+        .args(["-v", &format!("-arch={arch}"), "-o"])
+        .arg(dir.join(format!("{family}_{arch}.cubin")))
+        .arg(&file)
+        .output()
+        .map_err(|e| format!("running {}: {e}", ptxas.display()))?;
+    let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if !out.status.success() {
+        return Err(format!("{family} {arch}: ptxas failed:\n{log}"));
+    }
+    let mut usage = parse_ptxas(&log);
+    let want = entry_points(src);
+    let mut names: Vec<&str> = usage.iter().map(|(n, _)| n.as_str()).collect();
+    let mut sorted_want = want.clone();
+    names.sort_unstable();
+    sorted_want.sort();
+    if names != sorted_want {
+        return Err(format!("{family} {arch}: ptxas compiled {names:?}, the source declares {sorted_want:?}"));
+    }
+    usage.sort_by_key(|(n, _)| want.iter().position(|w| w == n));
+    Ok(usage)
+}
+
 /// Run by the outer test with `LD_LIBRARY_PATH` and the wheel folder set.
 #[test]
 #[ignore = "run by nvrtc_compiles_every_kernel_family_for_sm80_and_sm90 with LD_LIBRARY_PATH set"]
@@ -128,47 +161,48 @@ fn inner_compile_every_family_with_nvrtc_and_ptxas() {
     let dir = std::env::temp_dir().join(format!("ortho_nvrtc_{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("NVRTC {:?}, ptxas {}", nvrtc_version().unwrap_or((0, 0)), ptxas.display());
-    println!("{:<13} {:<6} {:<31} {:>5} {:>6} {:>7} {:>7}", "family", "arch", "kernel", "regs", "stack", "spill-st", "spill-ld");
+    println!(
+        "{:<13} {:<6} {:<31} {:>5} {:>6} {:>7} {:>7}",
+        "family", "arch", "kernel", "regs", "stack", "spill-st", "spill-ld"
+    );
+    // (family, arch) jobs, compiled on as many threads as there are cores; printed in order.
+    // The GEMM family (four instantiations, fp16/bf16 headers) takes longest: start it first.
+    let mut order: Vec<&(&str, &str)> = FAMILIES.iter().collect();
+    order.sort_by_key(|(f, _)| *f != "gemm");
+    let jobs: Vec<(&str, &str, &str)> =
+        order.iter().flat_map(|&&(f, src)| ARCHS.iter().map(move |&a| (f, src, a))).collect();
+    let results: Vec<Mutex<Option<JobResult>>> = jobs.iter().map(|_| Mutex::new(None)).collect();
+    let next = AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len());
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(family, src, arch)) = jobs.get(i) else { break };
+                    let r = compile_and_assemble(family, src, arch, &ptxas, &dir);
+                    *results[i].lock().expect("result slot") = Some(r);
+                }
+            });
+        }
+    });
     let mut failures = Vec::new();
     let mut spills = Vec::new();
-    for (family, src) in FAMILIES {
-        for arch in ARCHS {
-            let ptx = match compile_family(family, arch) {
-                Ok(p) => p,
-                Err(e) => {
-                    failures.push(format!("{family} {arch}: NVRTC: {e}"));
-                    continue;
-                }
-            };
-            let file = dir.join(format!("{family}_{arch}.ptx"));
-            std::fs::write(&file, &ptx).expect("writing PTX");
-            let out = Command::new(&ptxas)
-                .args(["-v", &format!("-arch={arch}"), "-o"])
-                .arg(dir.join(format!("{family}_{arch}.cubin")))
-                .arg(&file)
-                .output()
-                .expect("running ptxas");
-            let log = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            if !out.status.success() {
-                failures.push(format!("{family} {arch}: ptxas failed:\n{log}"));
+    for ((family, _, arch), result) in jobs.iter().zip(results) {
+        let usage = match result.into_inner().expect("result slot").expect("every job ran") {
+            Ok(u) => u,
+            Err(e) => {
+                failures.push(e);
                 continue;
             }
-            let usage = parse_ptxas(&log);
-            let mut names: Vec<&str> = usage.iter().map(|(n, _)| n.as_str()).collect();
-            let mut want = entry_points(src);
-            names.sort_unstable();
-            want.sort();
-            if names != want {
-                failures.push(format!("{family} {arch}: ptxas compiled {names:?}, the source declares {want:?}"));
-            }
-            for (name, u) in &usage {
-                println!(
-                    "{family:<13} {arch:<6} {name:<31} {:>5} {:>6} {:>7} {:>7}",
-                    u.registers, u.stack, u.spill_stores, u.spill_loads
-                );
-                if u.spill_stores + u.spill_loads > 0 {
-                    spills.push(format!("{name} ({arch}): {} B stores, {} B loads", u.spill_stores, u.spill_loads));
-                }
+        };
+        for (name, u) in &usage {
+            println!(
+                "{family:<13} {arch:<6} {name:<31} {:>5} {:>6} {:>7} {:>7}",
+                u.registers, u.stack, u.spill_stores, u.spill_loads
+            );
+            if u.spill_stores + u.spill_loads > 0 {
+                spills.push(format!("{name} ({arch}): {} B stores, {} B loads", u.spill_stores, u.spill_loads));
             }
         }
     }

@@ -7,17 +7,16 @@
 //! from another f32 result: that is what lets the `cpu` instantiation (`Cpu<f32>`) fail too.
 //!
 //! [`parity_tests!`] stamps every case out once per backend: `cpu`, `emu_*` (the CUDA backend on the
-//! emulated driver under each [`ResumeOrder`] of [`ResumeOrder::TEST_SET`]) and `gpu` (the CUDA
-//! backend on a real GPU, skipped with a visible message when there is none).
+//! emulated driver under each [`ResumeOrder`] of [`ResumeOrder::TEST_SET`], and once with three worker
+//! threads running blocks concurrently) and `gpu` (the CUDA backend on a real GPU, skipped with a
+//! visible message when there is none).
 #![allow(dead_code)]
 
 use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::backend::cuda::Cuda;
 use ortho_rnn::backend::cuda::cudarc_driver::{CudarcDriver, libcuda_present, list_gpus, nvrtc_present};
 use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
-use ortho_rnn::backend::{
-    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut,
-};
+use ortho_rnn::backend::{Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut};
 use ortho_rnn::{Result, Scalar};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -44,6 +43,13 @@ pub fn cpu() -> Dut<Cpu<f32>> {
 /// The CUDA backend on the emulated driver, threads resumed in `order`.
 pub fn emu(order: ResumeOrder) -> Dut<Cuda<EmuDriver>> {
     Dut { dev: Cuda::new(EmuDriver::with_order(order)).expect("emu backend"), trans_rel: 1e-5 }
+}
+
+/// The CUDA backend on the emulated driver with `workers` threads running blocks of a grid at once
+/// (real host atomics and concurrent blocks, as `--device emu` runs), threads resumed in `order`.
+pub fn emu_workers(order: ResumeOrder, workers: usize) -> Dut<Cuda<EmuDriver>> {
+    let drv = EmuDriver::with_order(order).with_workers(workers).expect("emu workers");
+    Dut { dev: Cuda::new(drv).expect("emu backend"), trans_rel: 1e-5 }
 }
 
 /// The CUDA backend on GPU 0, or `None` (after printing one visible `SKIPPED` line per process) when
@@ -75,7 +81,8 @@ pub fn gpu() -> Option<Dut<Cuda<CudarcDriver>>> {
     None
 }
 
-/// Stamps out `mod cpu`, `mod emu_<order>` (one per order of `ResumeOrder::TEST_SET`) and `mod gpu`,
+/// Stamps out `mod cpu`, `mod emu_<order>` (one per order of `ResumeOrder::TEST_SET`), `mod emu_3_workers`
+/// (blocks of a grid on three threads at once) and `mod gpu`,
 /// each with one `#[test]` per case. A case is a generic `fn case<B: Backend<Elem = f32>>(t: &Dut<B>)`.
 #[macro_export]
 macro_rules! parity_tests {
@@ -88,6 +95,11 @@ macro_rules! parity_tests {
         $crate::parity_tests!(@emu emu_random_1, 2; $($case),*);
         $crate::parity_tests!(@emu emu_random_2, 3; $($case),*);
         $crate::parity_tests!(@emu emu_random_3, 4; $($case),*);
+        mod emu_3_workers {
+            $( #[test] fn $case() {
+                super::$case(&super::backends::emu_workers(ortho_rnn::backend::cuda::emu::ResumeOrder::TEST_SET[2], 3));
+            } )*
+        }
         mod gpu {
             $( #[test] fn $case() { if let Some(t) = super::backends::gpu() { super::$case(&t); } } )*
         }
