@@ -35,7 +35,8 @@ fn wheel_roots() -> Result<Vec<PathBuf>, String> {
         .output()
         .map_err(|e| format!("python3 could not be run: {e}"))?;
     if !out.status.success() {
-        return Err(format!("`import nvidia` failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("`import nvidia` failed: {}", err.lines().last().unwrap_or_default().trim()));
     }
     Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(PathBuf::from).collect())
 }

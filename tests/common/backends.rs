@@ -367,7 +367,7 @@ impl<B: Backend<Elem = f32>> Backend for Composed<B> {
     }
 }
 
-/// Keeps `SeqDims` in scope for callers that build sequence shapes.
+/// The dimensions of a sequence op: `t` steps of `batch` rows of width `n`.
 pub fn dims(t: usize, batch: usize, n: usize) -> SeqDims {
     SeqDims { t, batch, n }
 }
