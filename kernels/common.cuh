@@ -18,6 +18,9 @@
 #define ACT_MODRELU 4
 #define ACT_IDENTITY 5
 
+// -infinity; NVRTC has no INFINITY macro (it comes from the host <math.h>, which NVRTC does not include).
+__device__ __forceinline__ float neg_inf() { return __uint_as_float(0xff800000u); }
+
 __device__ __forceinline__ float sgnf(float x) { return x > 0.f ? 1.f : (x < 0.f ? -1.f : 0.f); }
 
 // Element-wise activations (OPLU is handled by callers, which see both members of a pair).

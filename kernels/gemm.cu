@@ -61,10 +61,14 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const TA* __restr
         __syncthreads();
     }
 
+    // Fully unrolled so that acc[][] is indexed by constants and stays in registers (otherwise, on
+    // sm_80, the 128x128 variant keeps it in a 256-byte local-memory stack frame).
+#pragma unroll
     for (int i = 0; i < TM; ++i) {
         int r = row0 + ty * TM + i;
         if (r >= M) continue;
         long long rowoff = b * scb + (long long)r * ldc;
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
             int c = col0 + tx * TN + j;
             if (c >= N) continue;
@@ -76,6 +80,7 @@ __device__ __forceinline__ void gemm_tile(int M, int N, int K, const TA* __restr
             C[idx] = v;
         }
         if (!act_out) continue;
+#pragma unroll
         for (int j = 0; j < TN; ++j) {
             int c = col0 + tx * TN + j;
             if (c >= N) continue;

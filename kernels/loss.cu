@@ -16,14 +16,16 @@ extern "C" __global__ void softmax_xent_f32(int rows, int classes, const float* 
         const float* x = logits + (long long)r * classes;
         float* g = grad + (long long)r * classes;
         float tgt = targets[r];
-        bool invalid = tgt >= 0.f && (tgt >= (float)classes || tgt != floorf(tgt));
-        if (tgt < 0.f || invalid) {
+        // NaN is neither negative nor a class: invalid (never converted to an index).
+        bool ignored = tgt < 0.f;
+        bool invalid = !ignored && !(tgt < (float)classes && tgt == floorf(tgt));
+        if (ignored || invalid) {
             for (int j = lane; j < classes; j += 32) g[j] = 0.f;
             if (invalid && lane == 0) atomicAdd(&acc[3], 1.0);
         } else {
             int target = (int)tgt;
             // Maximum and its first index.
-            float mx = -INFINITY;
+            float mx = neg_inf();
             int arg = classes;
             for (int j = lane; j < classes; j += 32) {
                 if (x[j] > mx) { mx = x[j]; arg = j; }

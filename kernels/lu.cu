@@ -2,7 +2,7 @@
 // triangular solves, blocked so that most of the work is the GEMM kernel's.
 //
 // Factorization, for each panel of nb columns starting at k0 (the host loops over panels):
-//   lu_panel_f32  one block: for each panel column j, pivot = argmax_{i >= j} |A(i, j)| (first wins),
+//   lu_panel_f32  one block: for each panel column j, pivot = argmax_{i >= j} |A(i, j)| (first wins, NaN largest),
 //                 swap rows j and pivot inside the panel, scale the column below the diagonal,
 //                 rank-1 update of the rest of the panel. piv[j] = pivot row; info = first j + 1
 //                 whose pivot is zero or not finite (0 if none).
@@ -28,6 +28,9 @@ extern "C" __global__ void __launch_bounds__(LU_THREADS) lu_panel_f32(int n, int
         int bi = n;
         for (int i = j + t; i < n; i += LU_THREADS) {
             float v = fabsf(A[(long long)i * n + j]);
+            // A NaN ranks above everything: it becomes the (non-finite, so reported) pivot. Compared as
+            // NaN, no row of an all-NaN column would win and the pivot row would be n, out of bounds.
+            if (isnan(v)) v = __uint_as_float(0x7f800000u);
             if (v > best || (v == best && i < bi)) { best = v; bi = i; }
         }
         sval[t] = best;
