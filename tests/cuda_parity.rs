@@ -12,8 +12,8 @@
 //! - one rounding (scale, scale_cols, add_diag, skew, axpby): 2.5e-7 of the terms' magnitude;
 //! - GEMM: `|C - C_ref| <= 1e-6 sqrt(k + 1) (|alpha| |A||B| + |beta C| + |bias|)_ij`, element-wise
 //!   (a k u bound at k = 257, ~10x the typical sqrt(k) u error); activations of it add `trans_rel`;
-//! - transcendental maps (tanh, sigmoid, exp): `trans_rel` (1e-5 on the host, 2e-3 on a GPU, where
-//!   `--use_fast_math` uses hardware approximations) relative plus absolute;
+//! - transcendental maps (tanh, sigmoid, exp): `trans_rel` (1e-5, host and GPU alike: the kernels
+//!   are compiled without `--use_fast_math`) relative plus absolute;
 //! - sums and reductions: `1e-6 sqrt(len)`, or `len u`, of the sum of the terms' magnitudes.
 
 #[path = "common/backends.rs"]

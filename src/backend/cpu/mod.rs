@@ -148,8 +148,9 @@ impl<T: Scalar> Backend for Cpu<T> {
         if let Some(bias) = &epi.bias {
             bias.check("gemm(bias)", g.n)?;
         }
-        if let Some((_, out)) = &epi.act {
+        if let Some((act, out)) = &epi.act {
             out.check("gemm(act out)", ec)?;
+            check_act(act, g.m * g.n, g.n)?;
         }
         let (av, bv, cv) = (view(a), view(b), view_mut(c));
         let par = self.par_for(g.m * g.n * g.k);
@@ -345,7 +346,11 @@ impl<T: Scalar> Backend for Cpu<T> {
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
         let t = view(targets);
-        if let Some(bad) = t.iter().find(|&&v| v.f64() >= classes as f64 || v.f64().fract() != 0.0) {
+        // Any negative target ignores its row; NaN and non-integers are errors.
+        if let Some(bad) = t
+            .iter()
+            .find(|&&v| v.f64().is_nan() || (v.f64() >= 0.0 && (v.f64() >= classes as f64 || v.f64().fract() != 0.0)))
+        {
             return Err(Error::invalid(
                 "target class",
                 bad,

@@ -24,8 +24,11 @@ pub fn source(family: &str) -> Option<String> {
     FAMILIES.iter().find(|(f, _)| *f == family).map(|(_, src)| format!("{COMMON}\n#line 1 \"{family}.cu\"\n{src}"))
 }
 
-/// Production NVRTC options (besides the architecture and include paths).
-pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17", "--use_fast_math", "-default-device"];
+/// Production NVRTC options (besides the architecture and include paths). No `--use_fast_math`:
+/// it maps `tanhf`/`expf` to hardware approximations (`tanh.approx.f32`, relative error ~5e-4),
+/// which would make GPU training differ from the CPU and from PyTorch for little gain (the
+/// transcendental work is `O(T B n)` against the GEMMs' `O(T B n^2)`).
+pub const NVRTC_OPTIONS: &[&str] = &["--std=c++17", "-default-device"];
 
 /// The entry points declared in a source (`extern "C" __global__ void <name>(`), in order.
 pub fn entry_points(src: &str) -> Vec<String> {
