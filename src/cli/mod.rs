@@ -1,6 +1,7 @@
 //! The command-line front end: `train`, `bench` (and, as issues land, `devices`, `experiment`, `plot`).
 
 mod args;
+mod experiment;
 
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Bench(Box<BenchArgs>),
     /// List what this machine offers: CPU threads, NVRTC, GPUs, the CUDA emulator.
     Devices,
+    /// Run a named sweep that reproduces a paper's table or figure (`experiment list` shows them).
+    Experiment(Box<experiment::ExperimentArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -130,6 +133,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(a)) => train(*a),
         Some(Command::Bench(a)) => bench_cmd(*a),
         Some(Command::Devices) => devices(),
+        Some(Command::Experiment(a)) => experiment::run(*a),
     }
 }
 
@@ -314,21 +318,35 @@ fn devices() -> Result<()> {
     match cudarc_driver::nvrtc_version() {
         Some((major, minor)) => {
             let includes = cudarc_driver::nvrtc_include_paths();
-            let headers = if includes.is_empty() { "cuda_fp16.h NOT found".to_string() } else { format!("headers in {}", includes.join(", ")) };
+            let headers = if includes.is_empty() {
+                "cuda_fp16.h NOT found".to_string()
+            } else {
+                format!("headers in {}", includes.join(", "))
+            };
             println!("nvrtc: {major}.{minor} ({headers})");
         }
-        None => println!("nvrtc: not found (pip install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)"),
+        None => {
+            println!("nvrtc: not found (pip install nvidia-cuda-nvrtc-cu12 and add its lib folder to LD_LIBRARY_PATH)")
+        }
     }
     match cudarc_driver::list_gpus() {
         Ok(gpus) if gpus.is_empty() => println!("cuda: libcuda found, but no CUDA device"),
         Ok(gpus) => {
             for g in gpus {
                 let (ma, mi) = g.compute_capability;
-                println!("cuda:{}: {} ({:.1} GiB, compute capability {ma}.{mi})", g.ordinal, g.name, g.memory_bytes as f64 / (1u64 << 30) as f64);
+                println!(
+                    "cuda:{}: {} ({:.1} GiB, compute capability {ma}.{mi})",
+                    g.ordinal,
+                    g.name,
+                    g.memory_bytes as f64 / (1u64 << 30) as f64
+                );
             }
         }
         Err(e) => println!("cuda: none ({e})"),
     }
-    println!("emu: the CUDA kernels compiled for the host ({} entry points), --device emu", emu::registered_kernels().len());
+    println!(
+        "emu: the CUDA kernels compiled for the host ({} entry points), --device emu",
+        emu::registered_kernels().len()
+    );
     Ok(())
 }
