@@ -9,6 +9,7 @@
 pub mod backend;
 pub mod device;
 pub mod error;
+pub mod experiments;
 pub mod linalg;
 pub mod nn;
 pub mod optim;

@@ -1,6 +1,7 @@
 //! The command-line front end: `train`, `bench` (and, as issues land, `devices`, `experiment`, `plot`).
 
 mod args;
+mod experiment;
 
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
@@ -32,6 +33,8 @@ enum Command {
     Bench(Box<BenchArgs>),
     /// List what this machine offers: CPU threads, NVRTC, GPUs, the CUDA emulator.
     Devices,
+    /// Run a named sweep that reproduces a paper's table or figure (`experiment list` shows them).
+    Experiment(Box<experiment::ExperimentArgs>),
 }
 
 #[derive(clap::Args, Debug)]
@@ -131,6 +134,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Train(a)) => train(*a),
         Some(Command::Bench(a)) => bench_cmd(*a),
         Some(Command::Devices) => devices(),
+        Some(Command::Experiment(a)) => experiment::run(*a),
     }
 }
 

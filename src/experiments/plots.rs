@@ -1,0 +1,142 @@
+//! The figures of a sweep, into `<out>/plots/`.
+//!
+//! - Per group (a panel such as `T=200`): one figure per metric the runs record (accuracy, loss, MSE,
+//!   bits per character), one line per run, the task's trivial predictor as a dashed line: the form
+//!   of Figures 1 and 4-6. Diverged runs are drawn up to where they stopped, labelled so.
+//! - With [`Plan::spectrum_plots`]: each run's singular-value evolution (Figure 3).
+//! - Each run that recorded per-step gradient norms: a heatmap (Figure 2).
+//!
+//! Timing runs (`runtime`) have no figures. A figure that cannot be drawn is reported, not fatal.
+
+use super::Plan;
+use super::report::RunResult;
+use super::runner::RunState;
+use super::spec::{Job, slug};
+use crate::plot::{
+    Baseline, CurveOptions, HeatmapOptions, Metric, PLOTS_SUBDIR, SpectrumOptions, plot_curves, plot_grad_norm_heatmap,
+    plot_singular_values,
+};
+use crate::tasks::TaskKind;
+use crate::train::metrics::EvalRecord;
+use std::path::{Path, PathBuf};
+
+/// The trivial predictor's value of `metric` for a group, from a finished run's summary or, for the
+/// tasks where it is a constant, from the task.
+fn baseline(metric: Metric, rows: &[&RunResult]) -> Option<f64> {
+    let summary_loss = rows.iter().find_map(|r| r.summary()).map(|s| s.baseline);
+    let task = rows.iter().find_map(|r| match &r.run.config.job {
+        Job::Train(t) => Some(&t.task),
+        Job::Bench(_) => None,
+    })?;
+    let kind = task.kind;
+    let t = task.seq_len.unwrap_or(kind.default_seq_len());
+    let constant_loss = match kind {
+        TaskKind::Copy => Some(10.0 * 8f64.ln() / (t + 20) as f64),
+        TaskKind::Adding => Some(1.0 / 6.0),
+        TaskKind::Mnist | TaskKind::Pmnist | TaskKind::MnistRows => Some(10f64.ln()),
+        TaskKind::Ptb => None,
+    };
+    let loss = summary_loss.or(constant_loss);
+    match metric {
+        Metric::Loss | Metric::TrainLoss => loss,
+        Metric::Mse => (kind == TaskKind::Adding).then_some(1.0 / 6.0),
+        Metric::Accuracy => match kind {
+            TaskKind::Copy => Some(1.0 / 8.0),
+            TaskKind::Mnist | TaskKind::Pmnist | TaskKind::MnistRows => Some(0.1),
+            _ => None,
+        },
+        Metric::Bpc => (kind == TaskKind::Ptb).then(|| loss.map(|l| l / std::f64::consts::LN_2)).flatten(),
+    }
+}
+
+/// The legend label of a run.
+fn legend(r: &RunResult) -> String {
+    match r.state {
+        RunState::Diverged(_) => format!("{} (diverged)", r.run.config.label),
+        _ => r.run.config.label.clone(),
+    }
+}
+
+fn relative(out: &Path, paths: Vec<PathBuf>) -> Vec<String> {
+    paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .map(|p| p.strip_prefix(out).map(Path::to_path_buf).unwrap_or(p).to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Draws every figure; returns the PNG paths written (relative to `out`) and the figures that could
+/// not be drawn, with the reason.
+pub fn draw(plan: &Plan, out: &Path, results: &[RunResult]) -> (Vec<String>, Vec<String>) {
+    let dir = out.join(PLOTS_SUBDIR);
+    let mut written = Vec::new();
+    let mut warnings = Vec::new();
+    for group in plan.groups() {
+        let rows: Vec<&RunResult> = results
+            .iter()
+            .filter(|r| r.run.config.group == group && !r.records.is_empty())
+            .filter(|r| matches!(r.run.config.job, Job::Train(_)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let runs: Vec<(String, Vec<EvalRecord>)> = rows.iter().map(|r| (legend(r), r.records.clone())).collect();
+        for metric in [Metric::Accuracy, Metric::Loss, Metric::Mse, Metric::Bpc] {
+            let has = runs.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
+            if !has {
+                continue;
+            }
+            let opts = CurveOptions {
+                baseline: baseline(metric, &rows).map(|value| Baseline { value, label: "trivial predictor".into() }),
+                ..CurveOptions::default()
+            };
+            let stem = if group.is_empty() {
+                metric.name().to_string()
+            } else {
+                format!("{}_{}", slug(&group), metric.name())
+            };
+            let title = if group.is_empty() {
+                format!("{}: {}", plan.name, metric.axis_label())
+            } else {
+                format!("{}, {group}: {}", plan.name, metric.axis_label())
+            };
+            match plot_curves(&runs, metric, &dir, &stem, &title, &opts) {
+                Ok(p) => written.extend(relative(out, p)),
+                Err(e) => warnings.push(format!("{stem}: {e}")),
+            }
+        }
+    }
+    for r in results.iter().filter(|r| !r.records.is_empty()) {
+        let name = &r.run.config.name;
+        let has_sv = r.records.iter().any(|x| [x.sv_min, x.sv_mean, x.sv_max].iter().flatten().any(|v| v.is_finite()));
+        if plan.spectrum_plots && has_sv {
+            let title = format!("{}: singular values of W", r.run.config.label);
+            match plot_singular_values(
+                &r.records,
+                &dir,
+                &format!("{name}_singular_values"),
+                &title,
+                &SpectrumOptions::default(),
+            ) {
+                Ok(p) => written.extend(relative(out, p)),
+                Err(e) => warnings.push(format!("{name}_singular_values: {e}")),
+            }
+        }
+        let has_grads =
+            r.records.iter().filter_map(|x| x.grad_norms.as_ref()).flatten().any(|v| v.is_finite() && *v > 0.0);
+        if has_grads {
+            let title = format!("{}, {}: ||dL/dh_t|| per time step", r.run.config.group, r.run.config.label);
+            match plot_grad_norm_heatmap(
+                &r.records,
+                &dir,
+                &format!("{name}_grad_norms"),
+                &title,
+                &HeatmapOptions::default(),
+            ) {
+                Ok(p) => written.extend(relative(out, p)),
+                Err(e) => warnings.push(format!("{name}_grad_norms: {e}")),
+            }
+        }
+    }
+    (written, warnings)
+}
