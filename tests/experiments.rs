@@ -278,3 +278,32 @@ fn a_directory_of_another_size_is_refused() {
     assert!(err.contains("made with size smoke"), "{err}");
     cleanup(&root);
 }
+
+#[test]
+fn plot_redraws_an_experiment_directory_from_its_metrics() {
+    let root = scratch("plot");
+    let o = root.to_str().unwrap();
+    assert!(ortho_rnn(&["experiment", "adding-margins", "--smoke", "--quiet", "--out", o]).status.success());
+    let plots = root.join("plots");
+    std::fs::remove_dir_all(&plots).unwrap();
+    let one_run = root.join("t10_m1");
+    let out = ortho_rnn(&["plot", o, one_run.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for (dir, figure) in [(&root, "loss"), (&root, "mse"), (&one_run, "loss"), (&one_run, "t10_m1_singular_values")] {
+        for ext in ["svg", "png"] {
+            let f = dir.join("plots").join(format!("{figure}.{ext}"));
+            let bytes = std::fs::read(&f).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            let ok = if ext == "svg" { bytes.starts_with(b"<svg") } else { bytes.starts_with(b"\x89PNG\r\n\x1a\n") };
+            assert!(ok, "{} is not a valid {ext}", f.display());
+        }
+    }
+
+    // A directory without metrics is an error naming where it looked; the good one is still drawn.
+    let empty = scratch("plot-empty");
+    let out = ortho_rnn(&["plot", empty.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("no metrics files found"), "{err}");
+    cleanup(&empty);
+    cleanup(&root);
+}

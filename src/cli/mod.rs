@@ -1,4 +1,4 @@
-//! The command-line front end: `train`, `bench` (and, as issues land, `devices`, `experiment`, `plot`).
+//! The command-line front end: `train`, `bench`, `devices`, `experiment` and `plot`.
 
 mod args;
 mod experiment;
@@ -35,6 +35,17 @@ enum Command {
     Devices,
     /// Run a named sweep that reproduces a paper's table or figure (`experiment list` shows them).
     Experiment(Box<experiment::ExperimentArgs>),
+    /// Redraw the figures of run directories from their metrics files (into RUN_DIR/plots/): loss
+    /// and accuracy curves, singular-value evolution, per-time-step gradient-norm heatmaps.
+    Plot(PlotArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct PlotArgs {
+    /// Directories holding `*.jsonl` metrics files (`train --metrics`) or run subdirectories with
+    /// `metrics.jsonl` (an experiment's output directory).
+    #[arg(required = true, value_name = "RUN_DIR")]
+    dirs: Vec<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -135,6 +146,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Some(Command::Bench(a)) => bench_cmd(*a),
         Some(Command::Devices) => devices(),
         Some(Command::Experiment(a)) => experiment::run(*a),
+        Some(Command::Plot(a)) => plot(a),
     }
 }
 
@@ -350,4 +362,37 @@ fn devices() -> Result<()> {
         emu::registered_kernels().len()
     );
     Ok(())
+}
+
+/// Runs `plot`: every directory is drawn; failures are reported and make the command fail.
+fn plot(a: PlotArgs) -> Result<()> {
+    let mut errors = Vec::new();
+    for dir in &a.dirs {
+        match ortho_rnn::plot::plot_run_dir(dir) {
+            Ok(files) => {
+                let figures = files.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")).count();
+                println!(
+                    "{}: {figures} figures ({} files) in {}",
+                    dir.display(),
+                    files.len(),
+                    dir.join(ortho_rnn::plot::PLOTS_SUBDIR).display()
+                );
+            }
+            Err(e) => errors.push((dir, e)),
+        }
+    }
+    if a.dirs.len() == 1 && errors.len() == 1 {
+        return Err(errors.pop().map(|(_, e)| e).expect("one error"));
+    }
+    for (_, e) in &errors {
+        eprintln!("error: {e}");
+    }
+    match errors.first() {
+        None => Ok(()),
+        Some((dir, _)) => Err(Error::invalid(
+            "RUN_DIR",
+            dir.display(),
+            format!("{} of {} directories could not be plotted (see above)", errors.len(), a.dirs.len()),
+        )),
+    }
 }

@@ -30,6 +30,41 @@ use std::time::Instant;
 
 /// The run's specification and where it ran.
 pub const CONFIG_FILE: &str = "config.json";
+
+/// The file in an output directory that records which experiment and size it holds.
+pub const SWEEP_FILE: &str = "experiment.json";
+
+/// Refuses an output directory made by another experiment or size (run names can differ between
+/// sizes, so per-run configs alone would not catch it); records this one otherwise.
+fn claim_directory(plan: &Plan, out: &Path) -> Result<()> {
+    let path = out.join(SWEEP_FILE);
+    let want = serde_json::json!({ "experiment": plan.name, "size": plan.size.as_str() });
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let have: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                Error::bad_file(&path, format!("does not parse as JSON ({e}); delete it to reuse the directory"))
+            })?;
+            if have != want {
+                let field = |k: &str| have.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+                return Err(Error::invalid(
+                    "--out",
+                    out.display(),
+                    format!(
+                        "this directory was made with size {} of experiment `{}`, not `{} --{}`; use another \
+                         --out or delete it",
+                        field("size"),
+                        field("experiment"),
+                        plan.name,
+                        plan.size.as_str()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_json(&path, &want),
+        Err(e) => Err(Error::io(&path, e)),
+    }
+}
 /// The final summary; its presence marks the run done.
 pub const SUMMARY_FILE: &str = "summary.json";
 /// One JSON evaluation record per line.
@@ -196,6 +231,7 @@ fn task_key(t: &TrainSpec) -> String {
 /// conflicting run directories, missing data, an unavailable device, an unwritable directory.
 pub fn execute(plan: &Plan, out: &Path, opts: &Options, log: &mut dyn FnMut(&str)) -> Result<Vec<Outcome>> {
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    claim_directory(plan, out)?;
     let bad = conflicts(plan, out);
     if !bad.is_empty() {
         return Err(Error::invalid(
