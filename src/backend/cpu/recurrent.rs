@@ -15,10 +15,22 @@ use crate::backend::{Activation, SeqDims};
 use crate::scalar::Scalar;
 use faer::{MatMut, Par};
 
-/// Row ranges, one per thread, for a batch of `batch` rows.
+/// Hidden sizes from which each step's GEMM is split across threads (by columns, inside faer)
+/// instead of splitting the batch: a `[B/threads, n] x [n, n]` product is too thin for the
+/// micro-kernels once `n` is large, while the per-step synchronization is cheap next to the step.
+const STEP_PAR_MIN_N: usize = 384;
+
+/// Parallelism of each step's GEMM: all threads when the batch is not split (large `n`).
+fn step_par(threads: usize, d: SeqDims) -> Par {
+    if threads > 1 && d.n >= STEP_PAR_MIN_N { Par::rayon(threads) } else { Par::Seq }
+}
+
+/// Row ranges, one per thread, for a batch of `batch` rows (a single range when the steps' GEMMs
+/// are parallel themselves, see [`step_par`]).
 fn split(threads: usize, d: SeqDims) -> Vec<(usize, usize)> {
     let work = d.t * d.batch * d.n * d.n;
-    let nt = if threads > 1 && d.batch >= 16 && work >= (1 << 18) { threads.min(d.batch / 8) } else { 1 };
+    let split_batch = threads > 1 && d.batch >= 16 && work >= (1 << 18) && d.n < STEP_PAR_MIN_N;
+    let nt = if split_batch { threads.min(d.batch / 8) } else { 1 };
     let base = d.batch / nt;
     let extra = d.batch % nt;
     let mut out = Vec::with_capacity(nt);
@@ -91,6 +103,7 @@ pub(super) fn forward<T: Scalar>(
     let pres = split_mut(pre, bn, n, &bounds);
     let hs = split_mut(h, bn, n, &bounds);
     let wt = mat(w, n, n, true);
+    let par = step_par(threads, d);
     run_chunks(pres.into_iter().zip(hs).collect(), |(mut pre, mut h): (Vec<&mut [T]>, Vec<&mut [T]>)| {
         for t in 0..d.t {
             let rows = pre[t].len() / n;
@@ -102,7 +115,7 @@ pub(super) fn forward<T: Scalar>(
                 wt,
                 T::one(),
                 T::one(),
-                Par::Seq,
+                par,
             );
             ops::act_fwd(kind, param, a, next[0], n);
         }
@@ -133,6 +146,7 @@ pub(super) fn backward<T: Scalar>(
     let dhs = split_mut(dh, bn, n, &bounds);
     let deltas = split_mut(delta, bn, n, &bounds);
     let wm = mat(w, n, n, false);
+    let par = step_par(threads, d);
     let plen = dparam.len();
     let chunks: Vec<_> = pres.into_iter().zip(hs).zip(dhs.into_iter().zip(deltas)).collect();
     let grads = run_chunks(chunks, |((pre, h), (mut dh, mut delta))| {
@@ -147,7 +161,7 @@ pub(super) fn backward<T: Scalar>(
                     wm,
                     T::one(),
                     T::one(),
-                    Par::Seq,
+                    par,
                 );
             }
             ops::act_bwd(kind, param, pre[t], h[t + 1], dh[t], head[t], &mut dp, n);
