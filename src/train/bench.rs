@@ -3,9 +3,10 @@
 //! An iteration is everything the trainer does per step on the copy task: forward through all
 //! `T + 20` steps, BPTT, the parametrization's backward map, clipping, the optimizer (and geodesic
 //! steps). `flops_per_iter` counts the recurrent network's matrix products only
-//! (see [`rnn_flops`]); parametrization work is in the time but not in the count.
+//! (see [`rnn_flops`]; four gate blocks for the LSTM); parametrization work is in the time but not
+//! in the count.
 
-use super::build::ModelSpec;
+use super::build::{ModelKind, ModelSpec};
 use crate::backend::Backend;
 use crate::error::Result;
 use crate::nn::Pass;
@@ -40,6 +41,12 @@ pub fn rnn_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: u
     2.0 * l * b * (3.0 * n * n + 2.0 * n * m + 3.0 * n * k)
 }
 
+/// [`rnn_flops`] for an LSTM: the recurrent and input products have four gate blocks (`4n` outputs).
+pub fn lstm_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: usize) -> f64 {
+    let (l, b, n, m, k) = (steps as f64, batch as f64, n as f64, inputs as f64, outputs as f64);
+    2.0 * l * b * (4.0 * (3.0 * n * n + 2.0 * n * m) + 3.0 * n * k)
+}
+
 /// Times `iters` training iterations (after two warm-up iterations) of `spec` on the copy task.
 pub fn bench<B: Backend>(
     b: &B,
@@ -67,7 +74,8 @@ pub fn bench<B: Backend>(
     }
     times.sort_by(|a, b| a.total_cmp(b));
     let median_ms = if times.is_empty() { 0.0 } else { times[times.len() / 2] };
-    let flops = rnn_flops(task.seq_len(), batch, spec.hidden, task.input_dim(), task.loss().outputs());
+    let count = if spec.model == ModelKind::Lstm { lstm_flops } else { rnn_flops };
+    let flops = count(task.seq_len(), batch, spec.hidden, task.input_dim(), task.loss().outputs());
     Ok(BenchResult {
         model: model.name(),
         device: b.name(),
