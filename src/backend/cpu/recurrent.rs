@@ -172,3 +172,91 @@ pub(super) fn backward<T: Scalar>(
         dparam.iter_mut().zip(g).for_each(|(a, b)| *a += b);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic pseudo-random sequence in (-scale, scale).
+    fn fill(len: usize, seed: u64, scale: f64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                scale * ((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+            })
+            .collect()
+    }
+
+    /// Forward and backward of a PReLU recurrence written out with plain loops in f64.
+    fn reference(w: &[f64], alpha: f64, pre: &[f64], h0: &[f64], dh_in: &[f64], d: SeqDims) -> [Vec<f64>; 3] {
+        let (b, n) = (d.batch, d.n);
+        let (mut a, mut h) = (pre.to_vec(), h0.to_vec());
+        h.resize((d.t + 1) * b * n, 0.0);
+        for t in 0..d.t {
+            for r in 0..b {
+                for i in 0..n {
+                    let dot: f64 = (0..n).map(|j| h[(t * b + r) * n + j] * w[i * n + j]).sum();
+                    let x = a[(t * b + r) * n + i] + dot;
+                    a[(t * b + r) * n + i] = x;
+                    h[((t + 1) * b + r) * n + i] = if x > 0.0 { x } else { alpha * x };
+                }
+            }
+        }
+        let (mut dh, mut delta, mut dalpha) = (dh_in.to_vec(), vec![0.0; d.t * b * n], 0.0);
+        for t in (0..d.t).rev() {
+            for r in 0..b {
+                for j in 0..n {
+                    if t + 1 < d.t {
+                        dh[(t * b + r) * n + j] +=
+                            (0..n).map(|i| delta[((t + 1) * b + r) * n + i] * w[i * n + j]).sum::<f64>();
+                    }
+                }
+                for j in 0..n {
+                    let (k, x) = ((t * b + r) * n + j, a[(t * b + r) * n + j]);
+                    delta[k] = dh[k] * if x > 0.0 { 1.0 } else { alpha };
+                    if x <= 0.0 {
+                        dalpha += dh[k] * x;
+                    }
+                }
+            }
+        }
+        [h, delta, vec![dalpha]]
+    }
+
+    /// Both ways of using threads (batch split below `STEP_PAR_MIN_N`, parallel step GEMMs from it)
+    /// give the f64 reference's numbers, with one thread and with several.
+    #[test]
+    fn every_thread_layout_matches_the_reference() {
+        for (n, batch) in [(24, 32), (STEP_PAR_MIN_N + 17, 3)] {
+            let d = SeqDims { t: 3, batch, n };
+            let w = fill(n * n, 1, 1.5 / (n as f64).sqrt());
+            let pre = fill(d.t * batch * n, 2, 1.0);
+            let h0 = fill(batch * n, 3, 1.0);
+            let dh_in = fill(d.t * batch * n, 4, 1.0);
+            let alpha = 0.3;
+            let [h_ref, delta_ref, dalpha_ref] = reference(&w, alpha, &pre, &h0, &dh_in, d);
+            for threads in [1, 3] {
+                let f = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+                let (wf, param) = (f(&w), [alpha as f32]);
+                let mut a = f(&pre);
+                let mut h = f(&h0);
+                h.resize((d.t + 1) * batch * n, 0.0);
+                forward(threads, &wf, Activation::Prelu, &param, &mut a, &mut h, d);
+                let (mut dh, mut delta, mut dp) = (f(&dh_in), vec![0f32; d.t * batch * n], [0f32]);
+                backward(threads, &wf, Activation::Prelu, &param, &a, &h, &mut dh, &mut delta, &mut dp, d);
+                for (name, got, want) in [
+                    ("h", &h[..], &h_ref[..]),
+                    ("delta", &delta[..], &delta_ref[..]),
+                    ("dalpha", &dp[..], &dalpha_ref[..]),
+                ] {
+                    let scale = want.iter().fold(1.0f64, |m, &v| m.max(v.abs()));
+                    let worst = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
+                    assert!(worst <= 2e-5 * scale, "n {n} threads {threads}: {name} off by {worst:e} (scale {scale})");
+                }
+            }
+        }
+    }
+}
