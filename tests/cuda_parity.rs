@@ -277,6 +277,25 @@ fn matrix_elementwise<B: Backend<Elem = f32>>(t: &Dut<B>) {
         t.dev.skew(Slice::all(&dx), n, 0.5, SliceMut::all(&mut dout)).unwrap();
         r.skew(Slice::all(&rx), n, 0.5, SliceMut::all(&mut rout)).unwrap();
         check_rel(&format!("skew n={n}"), &down(&t.dev, &dout), &down(&r, &rout), 6e-8, 1.2e-7);
+        // The Pade polynomial combination: 0 to 5 terms (the kernel takes 4; the fifth goes through
+        // axpby), against a closed form computed here in f64.
+        let xs: Vec<Vec<f32>> = (0..5).map(|k| rand(n * n, 720 + 10 * i as u64 + k)).collect();
+        let coef = [0.5, -1.25, 2.0, 0.125, -3.0];
+        let dxs: Vec<_> = xs.iter().map(|x| up(&t.dev, x)).collect();
+        for terms in 0..=5 {
+            let d = 0.75;
+            let args: Vec<_> = (0..terms).map(|k| (coef[k] as f32, Slice::all(&dxs[k]))).collect();
+            let mut dout = up(&t.dev, &vec![9.0; n * n]);
+            t.dev.lincomb(n, &args, d as f32, SliceMut::all(&mut dout)).unwrap();
+            let want: Vec<f64> = (0..n * n)
+                .map(|e| {
+                    let diag = if e / n == e % n { d } else { 0.0 };
+                    diag + (0..terms).map(|k| coef[k] * xs[k][e] as f64).sum::<f64>()
+                })
+                .collect();
+            // Up to five f32 roundings of terms bounded by sum |c_k| + |d| < 8.
+            check_rel(&format!("lincomb n={n} terms={terms}"), &down(&t.dev, &dout), &want, 1e-7, 3e-6);
+        }
     }
     for (i, &(rows, cols)) in [(1, 1), (1, 33), (31, 32), (33, 65), (70, 3), (64, 64)].iter().enumerate() {
         let x = rand(rows * cols, 750 + i as u64);

@@ -354,6 +354,9 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn axpby(&self, alpha: Self::Elem, x: Slice<Self>, beta: Self::Elem, y: SliceMut<Self>) -> Result<()>;
     /// `X += v I` for an `n x n` matrix.
     fn add_diag(&self, x: SliceMut<Self>, n: usize, v: Self::Elem) -> Result<()>;
+    /// `out = sum_i c_i X_i + d I` over `n x n` matrices, in one pass: the Pade polynomials of the
+    /// matrix exponential (`terms` may be empty: `out = d I`).
+    fn lincomb(&self, n: usize, terms: &[(Self::Elem, Slice<Self>)], d: Self::Elem, out: SliceMut<Self>) -> Result<()>;
     /// `out = alpha (X - X^T)` for an `n x n` matrix (`out` must not alias `X`).
     fn skew(&self, x: Slice<Self>, n: usize, alpha: Self::Elem, out: SliceMut<Self>) -> Result<()>;
     /// `out = X^T` for `X` of shape `[rows, cols]`.

@@ -59,17 +59,10 @@ fn mm<B: Backend>(
     b.gemm(&g, Slice::all(x), Slice::all(y), SliceMut::all(c), Epilogue::none())
 }
 
-/// `out = sum_i c_i X_i + d I` for whole `n x n` buffers (`terms` must not be empty).
+/// `out = sum_i c_i X_i + d I` for whole `n x n` buffers ([`Backend::lincomb`]).
 fn lincomb<B: Backend>(b: &B, n: usize, out: &mut B::Buf, terms: &[(f64, &B::Buf)], d: f64) -> Result<()> {
-    let mut beta = B::Elem::of(0.0);
-    for &(c, x) in terms {
-        b.axpby(B::Elem::of(c), Slice::all(x), beta, SliceMut::all(out))?;
-        beta = B::Elem::of(1.0);
-    }
-    if d != 0.0 {
-        b.add_diag(SliceMut::all(out), n, B::Elem::of(d))?;
-    }
-    Ok(())
+    let terms: Vec<(B::Elem, Slice<B>)> = terms.iter().map(|&(c, x)| (B::Elem::of(c), Slice::all(x))).collect();
+    b.lincomb(n, &terms, B::Elem::of(d), SliceMut::all(out))
 }
 
 /// `n x n` zero buffers.

@@ -266,6 +266,10 @@ impl<B: Backend<Elem = f32>> Backend for Composed<B> {
     fn add_diag(&self, x: SliceMut<Self>, n: usize, v: f32) -> Result<()> {
         self.0.add_diag(sm(x), n, v)
     }
+    fn lincomb(&self, n: usize, terms: &[(f32, Slice<Self>)], d: f32, out: SliceMut<Self>) -> Result<()> {
+        let terms: Vec<_> = terms.iter().map(|&(c, x)| (c, s(x))).collect();
+        self.0.lincomb(n, &terms, d, sm(out))
+    }
     fn skew(&self, x: Slice<Self>, n: usize, alpha: f32, out: SliceMut<Self>) -> Result<()> {
         self.0.skew(s(x), n, alpha, sm(out))
     }

@@ -205,6 +205,24 @@ impl<T: Scalar> Backend for Cpu<T> {
         (0..n).for_each(|i| x[i * n + i] += v);
         Ok(())
     }
+    fn lincomb(&self, n: usize, terms: &[(T, Slice<Self>)], d: T, out: SliceMut<Self>) -> Result<()> {
+        out.check("lincomb(out)", n * n)?;
+        for (_, x) in terms {
+            x.check("lincomb(X_i)", n * n)?;
+        }
+        let xs: Vec<(T, &[T])> = terms.iter().map(|(c, x)| (*c, view(*x))).collect();
+        for (i, row) in view_mut(out).chunks_exact_mut(n.max(1)).enumerate() {
+            match xs.first() {
+                Some(&(c, x)) => row.iter_mut().zip(&x[i * n..]).for_each(|(o, &v)| *o = c * v),
+                None => row.iter_mut().for_each(|o| *o = T::zero()),
+            }
+            for &(c, x) in xs.iter().skip(1) {
+                row.iter_mut().zip(&x[i * n..]).for_each(|(o, &v)| *o += c * v);
+            }
+            row[i] += d;
+        }
+        Ok(())
+    }
     fn skew(&self, x: Slice<Self>, n: usize, alpha: T, out: SliceMut<Self>) -> Result<()> {
         x.check("skew(x)", n * n)?;
         out.check("skew(out)", n * n)?;

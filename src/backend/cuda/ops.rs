@@ -106,6 +106,28 @@ impl<D: Driver> Backend for Cuda<D> {
         x.check("add_diag", n * n)?;
         self.launch_1d("elementwise", "add_diag_f32", n, &[Arg::I32(n as i32), Arg::F32(v), pm(&x)])
     }
+    fn lincomb(&self, n: usize, terms: &[(f32, Slice<Self>)], d: f32, out: SliceMut<Self>) -> Result<()> {
+        out.check("lincomb(out)", n * n)?;
+        for (_, x) in terms {
+            x.check("lincomb(X_i)", n * n)?;
+        }
+        // The kernel takes up to four terms (a null pointer for an unused one); longer sums add
+        // the rest with axpby.
+        let mut args = vec![Arg::I32(n as i32)];
+        for k in 0..4 {
+            match terms.get(k) {
+                Some((c, x)) => args.extend([Arg::F32(*c), p(x)]),
+                None => args.extend([Arg::F32(0.0), Arg::Ptr(0)]),
+            }
+        }
+        args.extend([Arg::F32(d), pm(&out)]);
+        let mut out = out;
+        self.launch_1d("elementwise", "lincomb_f32", n * n, &args)?;
+        for (c, x) in terms.iter().skip(4) {
+            self.axpby(*c, *x, 1.0, out.rb())?;
+        }
+        Ok(())
+    }
     fn skew(&self, x: Slice<Self>, n: usize, alpha: f32, out: SliceMut<Self>) -> Result<()> {
         x.check("skew(x)", n * n)?;
         out.check("skew(out)", n * n)?;

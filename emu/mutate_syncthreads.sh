@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Mutation check of the emu parity tests: deletes each `__syncthreads()` of kernels/ in turn (in a
+# scratch copy of the repository), rebuilds, runs the emulated parity tests, and reports whether a
+# test failed. Every deletion should be caught ("killed"); a "SURVIVED" line is a barrier that no
+# test depends on: either it is unneeded, or a test is missing.
+#
+#   emu/mutate_syncthreads.sh [SCRATCH_DIR]     (default: /tmp/ortho-rnn-mutation)
+#
+# Slow (a rebuild of the library per mutation, minutes each on 2 cores), so it is not part of CI.
+# Exit status: 0 when every mutation was killed, 1 otherwise.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+scratch="${1:-/tmp/ortho-rnn-mutation}"
+mkdir -p "$scratch"
+rm -rf "$scratch/src"
+mkdir -p "$scratch/src"
+tar -C "$repo" --exclude=./target --exclude=./.git -cf - . | tar -C "$scratch/src" -xf -
+export CARGO_TARGET_DIR="$scratch/target"
+cd "$scratch/src"
+
+tests=(--test cuda_parity --test cuda_parity_seq)
+filter=emu_   # the emulated modules (in order, reversed, seeded random orders, several workers)
+
+echo "baseline build and run (must pass)"
+cargo test -q "${tests[@]}" -- "$filter" >"$scratch/baseline.log" 2>&1 || {
+    echo "the unmutated tests fail; see $scratch/baseline.log"
+    exit 2
+}
+
+survived=0
+total=0
+# Sites: file:line of every __syncthreads() call outside comments and the harness self-test.
+mapfile -t sites < <(grep -n "__syncthreads()" kernels/*.cu kernels/*.cuh | grep -v "emu_selftest" |
+    awk -F: '{ code = $0; sub(/^[^:]*:[^:]*:/, "", code); sub(/\/\/.*/, "", code); if (code ~ /__syncthreads\(\)/) print $1 ":" $2 }')
+for site in "${sites[@]}"; do
+    file="${site%%:*}"
+    line="${site##*:}"
+    total=$((total + 1))
+    cp "$file" "$file.orig"
+    sed -i "${line}s/__syncthreads();/\/* mutation: barrier deleted *\//" "$file"
+    if timeout 1200 cargo test -q "${tests[@]}" -- "$filter" >"$scratch/mutant.log" 2>&1; then
+        echo "SURVIVED $site: no test failed without this barrier"
+        survived=$((survived + 1))
+    else
+        failed=$(grep -cE "^test .* FAILED$|panicked" "$scratch/mutant.log" || true)
+        echo "killed   $site ($failed failing test lines)"
+    fi
+    mv "$file.orig" "$file"
+done
+echo "$((total - survived)) of $total barrier deletions were caught"
+[ "$survived" -eq 0 ]
