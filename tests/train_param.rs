@@ -87,3 +87,40 @@ fn the_margin_bounds_the_spectrum_throughout_training() {
         assert_eq!(seen, 15);
     }
 }
+
+/// `--model factorized --margin none --init glorot`: U, s and V come from the SVD of a Glorot-normal
+/// matrix, so U and V are orthogonal, s is that matrix's (non-orthogonal) spectrum, and the singular
+/// values of the composite W = U diag(s) V^T are s. With a margin the combination is refused.
+#[test]
+fn factorized_glorot_init_is_the_svd_of_a_glorot_matrix() {
+    use ortho_rnn::nn::init::RecurrentInit;
+    let b = Cpu::<f64>::new(1);
+    let task = CopyTask::new(10, 2).unwrap();
+    let n = 48;
+    let spec =
+        ModelSpec { init: RecurrentInit::Glorot, spectrum: Spectrum::Free, ..ModelSpec::of(ModelKind::Factorized, n) };
+    let mut model = spec.build(&b, &task, 3).unwrap();
+    let (u, s, v) = (model.read(&b, "U").unwrap(), model.read(&b, "s").unwrap(), model.read(&b, "V").unwrap());
+    for (name, q) in [("U", &u), ("V", &v)] {
+        for i in 0..n {
+            for j in 0..n {
+                let dot: f64 = (0..n).map(|k| q[k * n + i] * q[k * n + j]).sum();
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!((dot - want).abs() < 1e-12, "{name}^T {name} [{i},{j}] = {dot}");
+            }
+        }
+    }
+    assert!(s.windows(2).all(|w| w[0] >= w[1]) && s[n - 1] >= 0.0, "s is nonincreasing and nonnegative: {s:?}");
+    // Glorot normal N(0, 1/n) at n = 48: singular values spread over about (0, 2), far from orthogonal.
+    assert!(s[0] > 1.5 && s[n - 1] < 0.2, "a Glorot spectrum, not an orthogonal one: [{}, {}]", s[n - 1], s[0]);
+    let d = model.diagnostics().unwrap();
+    let mut sv = d.singular_values.clone();
+    sv.sort_by(|a, b| b.total_cmp(a));
+    for (got, want) in sv.iter().zip(&s) {
+        assert!((got - want).abs() < 1e-10, "singular value of W {got} vs s {want}");
+    }
+
+    let with_margin = ModelSpec { spectrum: Spectrum::Margin(1.0), ..spec };
+    let err = with_margin.build(&b, &task, 3).err().expect("glorot with a margin is refused").to_string();
+    assert!(err.contains("--margin none"), "{err}");
+}

@@ -2,7 +2,9 @@
 //! (Vorontsov et al. 2017, Table 5: SGD against geodesic SGD).
 
 use super::data::DataKind;
-use super::spec::{self, BenchSpec, Criterion, Duration, Job, Measure, Optim, RMSPROP, SGD, copy_task, train_job};
+use super::spec::{
+    self, BenchSpec, Criterion, Duration, Job, Measure, Optim, RMSPROP_TORCH, SGD, copy_task, train_job,
+};
 use super::{Context, Experiment, Plan, Size, paper};
 use crate::backend::Activation;
 use crate::error::Result;
@@ -46,7 +48,8 @@ fn dtriv(cx: &Context, e: &Experiment) -> Result<Plan> {
         Size::Quick => (64, 50, Some(2000), Duration::Iters { iters: 400, eval_every: 100 }, 1e-3),
         Size::Smoke => (8, 8, None, Duration::Iters { iters: 6, eval_every: 3 }, 1e-3),
     };
-    let base = Optim { rule: RMSPROP, lr: copy_lr, geo_lr: 0.0, clip: None, weight_decay: 0.0 };
+    // The expRNN reference scripts use PyTorch's RMSprop, whose decay rate is 0.99.
+    let base = Optim { rule: RMSPROP_TORCH, lr: copy_lr, geo_lr: 0.0, clip: None, weight_decay: 0.0 };
     let mut plan = Plan::new(e, size, Some(data.clone()));
     plan.measures = vec![
         Measure::FinalLoss,

@@ -276,8 +276,10 @@ pub struct Optim {
     pub weight_decay: f64,
 }
 
-/// RMSprop with the papers' decay rate 0.9.
+/// RMSprop with decay rate 0.9 (Keras' and Theano-era default; Vorontsov et al. do not state it).
 pub const RMSPROP: OptimRule = OptimRule::RmsProp { rho: 0.9, eps: 1e-8 };
+/// RMSprop as PyTorch defaults it (decay rate 0.99), as the expRNN / DTRIV reference code uses it.
+pub const RMSPROP_TORCH: OptimRule = OptimRule::RmsProp { rho: 0.99, eps: 1e-8 };
 /// Plain SGD.
 pub const SGD: OptimRule = OptimRule::Sgd { momentum: 0.0, nesterov: false };
 /// Adam with the usual betas.

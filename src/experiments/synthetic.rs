@@ -123,7 +123,7 @@ fn copy_margins(cx: &Context, e: &Experiment) -> Result<Plan> {
             }
             let cell = match (panel, m) {
                 (3, None) => "failed to converge at T=10000",
-                (3, Some(0.001)) => "fastest at T=10000",
+                (3, Some(0.001)) => "faster than the larger margins at T=10000",
                 (3, Some(x)) if x > 0.001 => "slower than m=0.001 at T=10000",
                 _ => "",
             };

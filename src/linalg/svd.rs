@@ -6,7 +6,7 @@
 use crate::backend::{Backend, Slice};
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
-use faer::MatRef;
+use faer::{Mat, MatRef};
 
 /// The singular values of the `n x n` matrix `m`, largest first.
 pub fn singular_values<B: Backend>(b: &B, m: Slice<B>, n: usize) -> Result<Vec<f64>> {
@@ -21,4 +21,27 @@ pub fn singular_values<B: Backend>(b: &B, m: Slice<B>, n: usize) -> Result<Vec<f
     MatRef::from_row_major_slice(&host, n, n)
         .singular_values()
         .map_err(|e| Error::invalid("matrix", format!("{n} x {n}"), format!("the SVD did not converge ({e:?})")))
+}
+
+/// The full SVD `A = U diag(s) V^T` of a row-major `n x n` host matrix, in f64: `(U, s, V)` with
+/// `U` and `V` row-major and `s` nonincreasing. Used to start a factorized model from a given matrix.
+pub fn svd(a: &[f64], n: usize) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    if a.len() != n * n {
+        return Err(Error::shape("svd", format!("{} elements", n * n), a.len()));
+    }
+    if let Some(bad) = a.iter().find(|x| !x.is_finite()) {
+        return Err(Error::invalid("matrix", bad, "svd needs finite entries"));
+    }
+    if n == 0 {
+        return Ok((Vec::new(), Vec::new(), Vec::new()));
+    }
+    let d = MatRef::from_row_major_slice(a, n, n)
+        .svd()
+        .map_err(|e| Error::invalid("matrix", format!("{n} x {n}"), format!("the SVD did not converge ({e:?})")))?;
+    let row_major = |m: MatRef<'_, f64>| -> Vec<f64> {
+        let owned: Mat<f64> = m.to_owned();
+        (0..n).flat_map(|i| (0..n).map(move |j| (i, j))).map(|(i, j)| owned[(i, j)]).collect()
+    };
+    let s: Vec<f64> = d.S().column_vector().iter().copied().collect();
+    Ok((row_major(d.U()), s, row_major(d.V())))
 }

@@ -169,6 +169,9 @@ impl ModelSpec {
             ModelKind::Rnn => self.init != RecurrentInit::Cayley,
             ModelKind::Factorized | ModelKind::Orthogonal => {
                 matches!(self.init, RecurrentInit::Orthogonal | RecurrentInit::Identity | RecurrentInit::Henaff)
+                    || (m == ModelKind::Factorized
+                        && self.init == RecurrentInit::Glorot
+                        && self.spectrum == Spectrum::Free)
             }
             ModelKind::Scornn | ModelKind::Exprnn | ModelKind::Dtriv => {
                 matches!(self.init, RecurrentInit::Cayley | RecurrentInit::Henaff | RecurrentInit::Identity)
@@ -178,9 +181,11 @@ impl ModelSpec {
         if !init_ok {
             let hint = match m {
                 ModelKind::Rnn => "use orthogonal, glorot, identity or henaff",
-                ModelKind::Factorized | ModelKind::Orthogonal => {
-                    "the matrix must start orthogonal: orthogonal, identity or henaff"
+                ModelKind::Factorized => {
+                    "U and V start orthogonal: orthogonal, identity or henaff; or glorot with --margin none \
+                     (U, s and V from the SVD of a Glorot-normal matrix)"
                 }
+                ModelKind::Orthogonal => "the matrix must start orthogonal: orthogonal, identity or henaff",
                 ModelKind::Lstm => "the LSTM's recurrent blocks start orthogonal",
                 _ => "the skew parameter A takes cayley, henaff or identity (A = 0)",
             };
@@ -221,6 +226,16 @@ impl ModelSpec {
             ModelKind::Orthogonal => {
                 let w0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
                 let (t, p) = Orthogonal::new(b, n, &w0)?;
+                (Box::new(t), p)
+            }
+            ModelKind::Factorized if self.init == RecurrentInit::Glorot => {
+                // W0 = U diag(s) V^T, the SVD of a Glorot-normal matrix (validated: --margin none).
+                let w0 = init::recurrent(&mut rng, RecurrentInit::Glorot, n, self.gain)?;
+                let (u0, s0, v0) = crate::linalg::svd::svd(&w0, n)?;
+                let (t, mut p) = Factorized::new(b, n, self.spectrum, self.regs.spectrum_prior, &u0, &v0)?;
+                let s = p.iter_mut().find(|p| p.name == "s").expect("a free spectrum has the parameter s");
+                let host: Vec<B::Elem> = s0.iter().map(|&v| crate::scalar::Scalar::of(v)).collect();
+                b.write(crate::backend::SliceMut::all(&mut s.value), &host)?;
                 (Box::new(t), p)
             }
             ModelKind::Factorized => {
