@@ -236,3 +236,16 @@ extern "C" __global__ void selftest_partial_warp_f32(float* y, int mode) {
     }
     y[threadIdx.x] = v;
 }
+
+// Two block sums in a row through common.cuh's block_sum_d, the pattern of a kernel that reduces twice:
+// the second call must not overwrite the shared partials while another warp still reads the first
+// call's. out[2 i] = sum of the block's x, out[2 i + 1] = sum of 2 x + 1, for every thread i.
+// x: [gridDim.x * blockDim.x]; out: [2 * gridDim.x * blockDim.x]; blockDim.x a multiple of 32.
+extern "C" __global__ void selftest_block_sum_twice_f64(const double* __restrict__ x, double* __restrict__ out) {
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    double v = x[i];
+    double s1 = block_sum_d(v);
+    double s2 = block_sum_d(2.0 * v + 1.0);
+    out[2 * i] = s1;
+    out[2 * i + 1] = s2;
+}

@@ -111,6 +111,7 @@ fn registry_lists_every_selftest_kernel_with_its_signature() {
         "selftest_early_exit_f32",
         "selftest_divergent_barrier_f32",
         "selftest_partial_warp_f32",
+        "selftest_block_sum_twice_f64",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -185,6 +186,39 @@ fn block_reduction_matches_host_under_every_order() {
         // A correctly synchronized tree gives the same bits whatever the interleaving.
         let first = first.get_or_insert_with(|| got.clone());
         assert_eq!(bytemuck::cast_slice::<f32, u32>(first), bytemuck::cast_slice::<f32, u32>(&got), "{order}");
+    }
+}
+
+/// `block_sum_d` (kernels/common.cuh) called twice in a row: every thread of every block gets both
+/// sums under every resume order. (On a GPU the barrier that guards the shared partials on entry
+/// keeps a warp entering the second call from overwriting partials another warp has not read yet.
+/// The emulator cannot expose that race: after a barrier every fiber runs up to its next warp
+/// collective before any warp passes one, so `emu/mutate_syncthreads.sh` reports that deletion as
+/// surviving.)
+#[test]
+fn consecutive_block_sums_under_every_order() {
+    for (blocks, threads) in [(3usize, 1024usize), (2, 96)] {
+        let mut rng = Rng(7 + threads as u64);
+        let x: Vec<f64> = (0..blocks * threads).map(|_| rng.uniform() as f64 * 2.0 - 1.0).collect();
+        let want: Vec<(f64, f64)> =
+            x.chunks(threads).map(|b| (b.iter().sum::<f64>(), b.iter().map(|v| 2.0 * v + 1.0).sum::<f64>())).collect();
+        for order in ResumeOrder::TEST_SET {
+            let drv = EmuDriver::with_order(order);
+            let (xb, out) = (upload(&drv, &x), zeroed::<f64>(&drv, 2 * blocks * threads));
+            let dims = (blocks as u32, 1, 1);
+            launch(&drv, "selftest_block_sum_twice_f64", dims, (threads as u32, 1, 1), &[xb.arg(), out.arg()])
+                .expect("launch");
+            let got: Vec<f64> = out.read();
+            for (i, pair) in got.chunks(2).enumerate() {
+                let (w1, w2) = want[i / threads];
+                assert!(
+                    (pair[0] - w1).abs() <= 1e-9 * (1.0 + w1.abs()) && (pair[1] - w2).abs() <= 1e-9 * (1.0 + w2.abs()),
+                    "{order}: {blocks}x{threads}, thread {i}: got ({}, {}), want ({w1}, {w2})",
+                    pair[0],
+                    pair[1]
+                );
+            }
+        }
     }
 }
 
