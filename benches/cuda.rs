@@ -8,10 +8,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ortho_rnn::backend::cuda::Cuda;
 use ortho_rnn::backend::cuda::cudarc_driver::{CudarcDriver, list_gpus};
 use ortho_rnn::backend::{Backend, Epilogue, Gemm, OptimRule, Slice, SliceMut};
-use ortho_rnn::nn::Pass;
-use ortho_rnn::optim::{OptimConfig, Optimizer};
+use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::Task;
 use ortho_rnn::tasks::copy::CopyTask;
+use ortho_rnn::train::bench::Iteration;
 use ortho_rnn::train::build::{ModelKind, ModelSpec};
 use std::time::Duration;
 
@@ -60,7 +60,6 @@ fn iteration(c: &mut Criterion) {
     group.sample_size(20).measurement_time(Duration::from_secs(5));
     for (model, geo) in [(ModelKind::Rnn, 0.0), (ModelKind::Factorized, 1e-3)] {
         for n in [128, 1000] {
-            let mut m = ModelSpec::of(model, n).build(&b, &task, 1).unwrap();
             let opt = OptimConfig {
                 rule: OptimRule::Sgd { momentum: 0.0, nesterov: false },
                 lr: 1e-4,
@@ -68,15 +67,11 @@ fn iteration(c: &mut Criterion) {
                 clip: Some(100.0),
                 weight_decay: 0.0,
             };
-            let mut o = Optimizer::new(&b, opt, m.params()).unwrap();
+            let mut it = Iteration::new(&b, &ModelSpec::of(model, n), opt, &task).unwrap();
             let data = task.train_batch(0, 50).unwrap();
             group.bench_function(format!("{}/{n}", model.as_str()), |bench| {
-                let mut step = 0;
                 bench.iter(|| {
-                    m.run(&data, Pass::Train).unwrap();
-                    o.step(&b, m.params_mut()).unwrap();
-                    step += 1;
-                    m.after_update(step).unwrap();
+                    it.run(&b, &data).unwrap();
                     b.synchronize().unwrap();
                 })
             });

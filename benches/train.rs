@@ -8,10 +8,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::backend::{Activation, OptimRule};
-use ortho_rnn::nn::Pass;
-use ortho_rnn::optim::{OptimConfig, Optimizer};
+use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::Task;
 use ortho_rnn::tasks::copy::CopyTask;
+use ortho_rnn::train::bench::Iteration;
 use ortho_rnn::train::build::{ModelKind, ModelSpec};
 use std::time::Duration;
 
@@ -28,7 +28,6 @@ fn iteration(c: &mut Criterion) {
                 }
                 let mut spec = ModelSpec::of(model, n);
                 spec.activation = act;
-                let mut m = spec.build(&b, &task, 1).unwrap();
                 let opt = OptimConfig {
                     rule: OptimRule::Sgd { momentum: 0.0, nesterov: false },
                     lr: 1e-4,
@@ -36,19 +35,11 @@ fn iteration(c: &mut Criterion) {
                     clip: Some(100.0),
                     weight_decay: 0.0,
                 };
-                let mut o = Optimizer::new(&b, opt, m.params()).unwrap();
+                let mut it = Iteration::new(&b, &spec, opt, &task).unwrap();
                 let data = task.train_batch(0, 50).unwrap();
                 let name =
                     format!("{}/{}/{n}", model.as_str(), if act == Activation::Tanh { "tanh" } else { "linear" });
-                group.bench_function(name, |bench| {
-                    let mut step = 0;
-                    bench.iter(|| {
-                        m.run(&data, Pass::Train).unwrap();
-                        o.step(&b, m.params_mut()).unwrap();
-                        step += 1;
-                        m.after_update(step).unwrap();
-                    })
-                });
+                group.bench_function(name, |bench| bench.iter(|| it.run(&b, &data).unwrap()));
             }
         }
     }

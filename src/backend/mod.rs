@@ -551,8 +551,9 @@ pub(crate) fn check_act<B: Backend>(act: &Act<B>, len: usize, cols: usize) -> Re
     }
 }
 
-/// Checks the views of an LSTM cell op: `[B, 4n]` gate buffers, `[B, n]` state buffers, `[3n]` peepholes.
-pub(crate) fn check_lstm(op: &'static str, four: &[usize], one: &[usize], peep: usize, n: usize) -> Result<usize> {
+/// Checks the lengths of an LSTM cell op's operands: `[B, 4n]` gate buffers, `[B, n]` state
+/// buffers, `[3n]` peepholes; returns `B`.
+fn check_lstm(op: &'static str, four: &[usize], one: &[usize], peep: usize, n: usize) -> Result<usize> {
     let rows = one.first().copied().unwrap_or(0) / n.max(1);
     if n == 0 || rows == 0 {
         return Err(Error::shape(op, "a non-empty batch of width n > 0", format!("n = {n}")));
@@ -571,4 +572,58 @@ pub(crate) fn check_lstm(op: &'static str, four: &[usize], one: &[usize], peep: 
         return Err(Error::shape(op, 3 * n, peep));
     }
     Ok(rows)
+}
+
+/// Checks the operands of [`Backend::lstm_fwd`] (shapes, and every view inside its buffer);
+/// returns the batch rows.
+pub(crate) fn check_lstm_fwd<B: Backend>(
+    z: &Slice<B>,
+    peep: &Slice<B>,
+    c: &SliceMut<B>,
+    gates: &SliceMut<B>,
+    h: &SliceMut<B>,
+    n: usize,
+) -> Result<usize> {
+    let rows = check_lstm("lstm_fwd", &[z.len, gates.len], &[c.len / 2, h.len], peep.len, n)?;
+    check_lstm("lstm_fwd", &[], &[c.len - c.len / 2, h.len], peep.len, n)?;
+    for v in [z, peep] {
+        v.check("lstm_fwd", v.len)?;
+    }
+    for v in [c, gates, h] {
+        v.check("lstm_fwd", v.len)?;
+    }
+    Ok(rows)
+}
+
+/// Checks the operands of [`Backend::lstm_bwd`] (shapes, and every view inside its buffer);
+/// returns the batch rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_lstm_bwd<B: Backend>(
+    gates: &Slice<B>,
+    c_prev: &Slice<B>,
+    c: &Slice<B>,
+    peep: &Slice<B>,
+    dh: &Slice<B>,
+    dc: &SliceMut<B>,
+    dz: &SliceMut<B>,
+    dpeep: &SliceMut<B>,
+    n: usize,
+) -> Result<usize> {
+    let rows = check_lstm("lstm_bwd", &[gates.len, dz.len], &[c_prev.len, c.len, dh.len, dc.len], peep.len, n)?;
+    for v in [gates, c_prev, c, peep, dh] {
+        v.check("lstm_bwd", v.len)?;
+    }
+    dc.check("lstm_bwd(dc)", dc.len)?;
+    dz.check("lstm_bwd(dz)", dz.len)?;
+    dpeep.check("lstm_bwd(dpeep)", 3 * n)?;
+    Ok(rows)
+}
+
+/// Checks the operands of [`Backend::lincomb`]: every term and `out` are `n x n`.
+pub(crate) fn check_lincomb<B: Backend>(n: usize, terms: &[(B::Elem, Slice<B>)], out: &SliceMut<B>) -> Result<()> {
+    out.check("lincomb(out)", n * n)?;
+    for (_, x) in terms {
+        x.check("lincomb(X_i)", n * n)?;
+    }
+    Ok(())
 }

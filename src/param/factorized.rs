@@ -64,7 +64,8 @@ const V: usize = 1;
 const SPEC: usize = 2;
 
 impl<B: Backend> Factorized<B> {
-    /// The transition and its parameters: `u0`, `v0` are orthogonal `n x n` (row-major).
+    /// The transition and its parameters: `u0`, `v0` are orthogonal `n x n` (row-major); `s0` is
+    /// the initial spectrum of a [`Spectrum::Free`] model (`None`: all ones, `W = U V^T`).
     pub fn new(
         b: &B,
         n: usize,
@@ -72,7 +73,15 @@ impl<B: Backend> Factorized<B> {
         prior: f64,
         u0: &[f64],
         v0: &[f64],
+        s0: Option<&[f64]>,
     ) -> Result<(Self, Vec<Param<B>>)> {
+        if s0.is_some() && spectrum != Spectrum::Free {
+            return Err(Error::Inapplicable {
+                flag: "an initial spectrum",
+                context: "a spectral margin".into(),
+                hint: "with a margin the spectrum starts at 1; use --margin none".into(),
+            });
+        }
         if prior > 0.0 && spectrum == Spectrum::Orthogonal {
             return Err(Error::Inapplicable {
                 flag: "--reg spectrum-prior",
@@ -88,7 +97,10 @@ impl<B: Backend> Factorized<B> {
             Spectrum::Margin(m) => {
                 params.push(Param::new(b, "p", &[n], &vec![0.0; n], Update::Euclidean)?.with_lr_mult(1.0 / (2.0 * m)))
             }
-            Spectrum::Free => params.push(Param::new(b, "s", &[n], &vec![1.0; n], Update::Euclidean)?),
+            Spectrum::Free => {
+                let ones = vec![1.0; n];
+                params.push(Param::new(b, "s", &[n], s0.unwrap_or(&ones), Update::Euclidean)?)
+            }
             Spectrum::Orthogonal => {}
         }
         let ones = b.upload(&vec![B::Elem::ONE; n])?;

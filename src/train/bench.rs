@@ -9,10 +9,10 @@
 use super::build::{ModelKind, ModelSpec};
 use crate::backend::Backend;
 use crate::error::Result;
-use crate::nn::Pass;
+use crate::nn::{Model, Pass};
 use crate::optim::{OptimConfig, Optimizer};
-use crate::tasks::Task;
 use crate::tasks::copy::CopyTask;
+use crate::tasks::{Batch, Task};
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 
@@ -47,6 +47,37 @@ pub fn lstm_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: 
     2.0 * l * b * (4.0 * (3.0 * n * n + 2.0 * n * m) + 3.0 * n * k)
 }
 
+/// A model and its optimizer, stepped one whole training iteration at a time: the unit that
+/// [`bench`] and the Criterion benchmarks time.
+pub struct Iteration<B: Backend> {
+    model: Box<dyn Model<B>>,
+    optim: Optimizer<B>,
+    done: usize,
+}
+
+impl<B: Backend> Iteration<B> {
+    /// Builds `spec` for `task` (seed 1) and its optimizer.
+    pub fn new(b: &B, spec: &ModelSpec, opt: OptimConfig, task: &dyn Task) -> Result<Self> {
+        let model = spec.build(b, task, 1)?;
+        let optim = Optimizer::new(b, opt, model.params())?;
+        Ok(Iteration { model, optim, done: 0 })
+    }
+
+    /// Forward and BPTT on `batch`, the optimizer step, and the parametrization's update (queued:
+    /// call [`Backend::synchronize`] to wait for a device).
+    pub fn run(&mut self, b: &B, batch: &Batch) -> Result<()> {
+        self.model.run(batch, Pass::Train)?;
+        self.optim.step(b, self.model.params_mut())?;
+        self.done += 1;
+        self.model.after_update(self.done)
+    }
+
+    /// The model.
+    pub fn model(&self) -> &dyn Model<B> {
+        self.model.as_ref()
+    }
+}
+
 /// Times `iters` training iterations (after two warm-up iterations) of `spec` on the copy task.
 pub fn bench<B: Backend>(
     b: &B,
@@ -57,16 +88,13 @@ pub fn bench<B: Backend>(
     iters: usize,
 ) -> Result<BenchResult> {
     let task = CopyTask::new(seq_len, 1)?;
-    let mut model = spec.build(b, &task, 1)?;
-    let mut optim = Optimizer::new(b, opt, model.params())?;
+    let mut it = Iteration::new(b, spec, opt, &task)?;
     let mut times = Vec::with_capacity(iters);
     for i in 0..iters + 2 {
         let data = task.train_batch(i, batch)?;
         b.synchronize()?;
         let t0 = Instant::now();
-        model.run(&data, Pass::Train)?;
-        optim.step(b, model.params_mut())?;
-        model.after_update(i + 1)?;
+        it.run(b, &data)?;
         b.synchronize()?;
         if i >= 2 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
@@ -77,7 +105,7 @@ pub fn bench<B: Backend>(
     let count = if spec.model == ModelKind::Lstm { lstm_flops } else { rnn_flops };
     let flops = count(task.seq_len(), batch, spec.hidden, task.input_dim(), task.loss().outputs());
     Ok(BenchResult {
-        model: model.name(),
+        model: it.model().name(),
         device: b.name(),
         hidden: spec.hidden,
         seq_len,

@@ -228,20 +228,18 @@ impl ModelSpec {
                 let (t, p) = Orthogonal::new(b, n, &w0)?;
                 (Box::new(t), p)
             }
-            ModelKind::Factorized if self.init == RecurrentInit::Glorot => {
-                // W0 = U diag(s) V^T, the SVD of a Glorot-normal matrix (validated: --margin none).
-                let w0 = init::recurrent(&mut rng, RecurrentInit::Glorot, n, self.gain)?;
-                let (u0, s0, v0) = crate::linalg::svd::svd(&w0, n)?;
-                let (t, mut p) = Factorized::new(b, n, self.spectrum, self.regs.spectrum_prior, &u0, &v0)?;
-                let s = p.iter_mut().find(|p| p.name == "s").expect("a free spectrum has the parameter s");
-                let host: Vec<B::Elem> = s0.iter().map(|&v| crate::scalar::Scalar::of(v)).collect();
-                b.write(crate::backend::SliceMut::all(&mut s.value), &host)?;
-                (Box::new(t), p)
-            }
             ModelKind::Factorized => {
-                let u0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
-                let v0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
-                let (t, p) = Factorized::new(b, n, self.spectrum, self.regs.spectrum_prior, &u0, &v0)?;
+                let (u0, s0, v0) = if self.init == RecurrentInit::Glorot {
+                    // W0 = U diag(s) V^T, the SVD of a Glorot-normal matrix (validated: --margin none).
+                    let w0 = init::recurrent(&mut rng, RecurrentInit::Glorot, n, self.gain)?;
+                    let (u0, s0, v0) = crate::linalg::svd::svd(&w0, n)?;
+                    (u0, Some(s0), v0)
+                } else {
+                    let u0 = init::recurrent(&mut rng, self.init, n, 1.0)?;
+                    (u0, None, init::recurrent(&mut rng, self.init, n, 1.0)?)
+                };
+                let prior = self.regs.spectrum_prior;
+                let (t, p) = Factorized::new(b, n, self.spectrum, prior, &u0, &v0, s0.as_deref())?;
                 (Box::new(t), p)
             }
             ModelKind::Scornn => {

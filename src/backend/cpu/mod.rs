@@ -11,7 +11,7 @@ mod recurrent;
 
 use super::{
     Act, Backend, DeviceBuf, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut, check_act,
-    check_lstm,
+    check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -206,10 +206,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(())
     }
     fn lincomb(&self, n: usize, terms: &[(T, Slice<Self>)], d: T, out: SliceMut<Self>) -> Result<()> {
-        out.check("lincomb(out)", n * n)?;
-        for (_, x) in terms {
-            x.check("lincomb(X_i)", n * n)?;
-        }
+        check_lincomb(n, terms, &out)?;
         let xs: Vec<(T, &[T])> = terms.iter().map(|(c, x)| (*c, view(*x))).collect();
         for (i, row) in view_mut(out).chunks_exact_mut(n.max(1)).enumerate() {
             match xs.first() {
@@ -307,14 +304,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         h: SliceMut<Self>,
         n: usize,
     ) -> Result<()> {
-        check_lstm("lstm_fwd", &[z.len, gates.len], &[c.len / 2, h.len], peep.len, n)?;
-        check_lstm("lstm_fwd", &[], &[c.len - c.len / 2, h.len], peep.len, n)?;
-        for v in [&z, &peep] {
-            v.check("lstm_fwd", v.len)?;
-        }
-        for v in [&c, &gates, &h] {
-            v.check("lstm_fwd", v.len)?;
-        }
+        check_lstm_fwd(&z, &peep, &c, &gates, &h, n)?;
         ops::lstm_fwd(view(z), view(peep), view_mut(c), view_mut(gates), view_mut(h), n);
         Ok(())
     }
@@ -330,13 +320,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         dpeep: SliceMut<Self>,
         n: usize,
     ) -> Result<()> {
-        check_lstm("lstm_bwd", &[gates.len, dz.len], &[c_prev.len, c.len, dh.len, dc.len], peep.len, n)?;
-        for v in [&gates, &c_prev, &c, &peep, &dh] {
-            v.check("lstm_bwd", v.len)?;
-        }
-        dc.check("lstm_bwd(dc)", dc.len)?;
-        dz.check("lstm_bwd(dz)", dz.len)?;
-        dpeep.check("lstm_bwd(dpeep)", 3 * n)?;
+        check_lstm_bwd(&gates, &c_prev, &c, &peep, &dh, &dc, &dz, &dpeep, n)?;
         ops::lstm_bwd(
             view(gates),
             view(c_prev),

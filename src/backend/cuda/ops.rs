@@ -5,7 +5,7 @@ use super::lu::CudaLu;
 use super::{Cuda, CudaBuf, GemmLaunch, act_code};
 use crate::backend::{
     Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, check_act,
-    check_lstm,
+    check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 
@@ -107,10 +107,7 @@ impl<D: Driver> Backend for Cuda<D> {
         self.launch_1d("elementwise", "add_diag_f32", n, &[Arg::I32(n as i32), Arg::F32(v), pm(&x)])
     }
     fn lincomb(&self, n: usize, terms: &[(f32, Slice<Self>)], d: f32, out: SliceMut<Self>) -> Result<()> {
-        out.check("lincomb(out)", n * n)?;
-        for (_, x) in terms {
-            x.check("lincomb(X_i)", n * n)?;
-        }
+        check_lincomb(n, terms, &out)?;
         // The kernel takes up to four terms (a null pointer for an unused one); longer sums add
         // the rest with axpby.
         let mut args = vec![Arg::I32(n as i32)];
@@ -206,14 +203,7 @@ impl<D: Driver> Backend for Cuda<D> {
         h: SliceMut<Self>,
         n: usize,
     ) -> Result<()> {
-        let rows = check_lstm("lstm_fwd", &[z.len, gates.len], &[c.len / 2, h.len], peep.len, n)?;
-        check_lstm("lstm_fwd", &[], &[c.len - c.len / 2, h.len], peep.len, n)?;
-        for v in [&z, &peep] {
-            v.check("lstm_fwd", v.len)?;
-        }
-        for v in [&c, &gates, &h] {
-            v.check("lstm_fwd", v.len)?;
-        }
+        let rows = check_lstm_fwd(&z, &peep, &c, &gates, &h, n)?;
         let args = [Arg::I32(rows as i32), Arg::I32(n as i32), p(&z), p(&peep), pm(&c), pm(&gates), pm(&h)];
         self.launch_1d("lstm", "lstm_fwd_f32", rows * n, &args)
     }
@@ -229,14 +219,7 @@ impl<D: Driver> Backend for Cuda<D> {
         dpeep: SliceMut<Self>,
         n: usize,
     ) -> Result<()> {
-        let rows = check_lstm("lstm_bwd", &[gates.len, dz.len], &[c_prev.len, c.len, dh.len, dc.len], peep.len, n)?;
-        for v in [&gates, &c_prev, &c, &peep, &dh] {
-            v.check("lstm_bwd", v.len)?;
-        }
-        for v in [&dc, &dz] {
-            v.check("lstm_bwd", v.len)?;
-        }
-        dpeep.check("lstm_bwd(dpeep)", 3 * n)?;
+        let rows = check_lstm_bwd(&gates, &c_prev, &c, &peep, &dh, &dc, &dz, &dpeep, n)?;
         let args = [
             Arg::I32(rows as i32),
             Arg::I32(n as i32),
