@@ -227,21 +227,9 @@ impl CurveFigure<'_> {
             .x_label_area_size(theme.px(58.0))
             .y_label_area_size(theme.px(86.0))
             .build_cartesian_2d(x0..x1, y_spec)?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label)
-            .y_desc(self.y_label)
-            .axis_desc_style(theme.axis_desc_font())
-            .label_style(theme.tick_font())
-            .bold_line_style(theme.grid_bold())
-            .light_line_style(theme.grid_light())
-            .axis_style(theme.axis_style())
-            .max_light_lines(0)
-            .x_labels(8)
-            .y_labels(8)
-            .x_label_formatter(&figure::tick_label)
-            .y_label_formatter(y_fmt)
-            .draw()?;
+        let mut mesh = chart.configure_mesh();
+        theme.line_mesh(&mut mesh, self.x_label, self.y_label);
+        mesh.y_label_formatter(y_fmt).draw()?;
 
         if let Some(b) = self.baseline {
             let style = RGBColor(90, 90, 90).stroke_width(theme.px(1.6));

@@ -6,7 +6,9 @@
 
 use crate::error::{Error, Result};
 use crate::train::metrics::EvalRecord;
+use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
+use plotters::coord::ranged1d::ValueFormatter;
 use plotters::prelude::*;
 use plotters::style::register_font;
 use std::path::{Path, PathBuf};
@@ -143,6 +145,32 @@ impl Theme {
 
     pub(crate) fn axis_style(&self) -> ShapeStyle {
         RGBColor(60, 60, 60).stroke_width(self.px(1.2))
+    }
+
+    /// Styles the mesh of a line chart (curves, spectra): axis descriptions, the theme's grid, fonts
+    /// and axes, 8 ticks a side, short labels on the x axis. The caller sets the y labels' format
+    /// and draws.
+    pub(crate) fn line_mesh<'a, 'b, X, Y, YT, DB>(
+        &self,
+        mesh: &mut MeshStyle<'a, 'b, X, Y, DB>,
+        x_desc: &str,
+        y_desc: &str,
+    ) where
+        X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+        Y: Ranged<ValueType = YT> + ValueFormatter<YT>,
+        DB: DrawingBackend,
+    {
+        mesh.x_desc(x_desc)
+            .y_desc(y_desc)
+            .axis_desc_style(self.axis_desc_font())
+            .label_style(self.tick_font())
+            .bold_line_style(self.grid_bold())
+            .light_line_style(self.grid_light())
+            .axis_style(self.axis_style())
+            .max_light_lines(0)
+            .x_labels(8)
+            .y_labels(8)
+            .x_label_formatter(&tick_label);
     }
 
     /// Configures and draws the legend ("series labels") of `chart` at `pos`.

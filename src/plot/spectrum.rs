@@ -116,21 +116,9 @@ impl Figure for SpectrumFigure<'_> {
             .x_label_area_size(theme.px(58.0))
             .y_label_area_size(theme.px(86.0))
             .build_cartesian_2d(x0..x1, y0..y1)?;
-        chart
-            .configure_mesh()
-            .x_desc(self.x_label)
-            .y_desc("singular values of W")
-            .axis_desc_style(theme.axis_desc_font())
-            .label_style(theme.tick_font())
-            .bold_line_style(theme.grid_bold())
-            .light_line_style(theme.grid_light())
-            .axis_style(theme.axis_style())
-            .max_light_lines(0)
-            .x_labels(8)
-            .y_labels(8)
-            .x_label_formatter(&figure::tick_label)
-            .y_label_formatter(&figure::tick_label)
-            .draw()?;
+        let mut mesh = chart.configure_mesh();
+        theme.line_mesh(&mut mesh, self.x_label, "singular values of W");
+        mesh.y_label_formatter(&figure::tick_label).draw()?;
 
         let w = theme.ipx(26.0);
         let ref_style = RGBColor(120, 120, 120).stroke_width(theme.px(1.4));
