@@ -4,11 +4,12 @@
 //!
 //! `cargo bench --bench cuda` (needs libcuda, and libnvrtc on LD_LIBRARY_PATH).
 
+mod common;
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ortho_rnn::backend::cuda::Cuda;
 use ortho_rnn::backend::cuda::cudarc_driver::{CudarcDriver, list_gpus};
-use ortho_rnn::backend::{Backend, Epilogue, Gemm, OptimRule, Slice, SliceMut};
-use ortho_rnn::optim::OptimConfig;
+use ortho_rnn::backend::{Backend, Epilogue, Gemm, Slice, SliceMut};
 use ortho_rnn::tasks::Task;
 use ortho_rnn::tasks::copy::CopyTask;
 use ortho_rnn::train::bench::Iteration;
@@ -60,13 +61,7 @@ fn iteration(c: &mut Criterion) {
     group.sample_size(20).measurement_time(Duration::from_secs(5));
     for (model, geo) in [(ModelKind::Rnn, 0.0), (ModelKind::Factorized, 1e-3)] {
         for n in [128, 1000] {
-            let opt = OptimConfig {
-                rule: OptimRule::Sgd { momentum: 0.0, nesterov: false },
-                lr: 1e-4,
-                geo_lr: geo,
-                clip: Some(100.0),
-                weight_decay: 0.0,
-            };
+            let opt = common::timing_sgd(geo);
             let mut it = Iteration::new(&b, &ModelSpec::of(model, n), opt, &task).unwrap();
             let data = task.train_batch(0, 50).unwrap();
             group.bench_function(format!("{}/{n}", model.as_str()), |bench| {

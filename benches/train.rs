@@ -5,10 +5,11 @@
 //! `cargo bench --bench train` (add `-- 128` to filter by name). The same measurement with a JSON
 //! summary: `ortho-rnn bench --model rnn --hidden 128 --seq-len 100 --batch 50 --iters 20 --json`.
 
+mod common;
+
 use criterion::{Criterion, criterion_group, criterion_main};
+use ortho_rnn::backend::Activation;
 use ortho_rnn::backend::cpu::Cpu;
-use ortho_rnn::backend::{Activation, OptimRule};
-use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::Task;
 use ortho_rnn::tasks::copy::CopyTask;
 use ortho_rnn::train::bench::Iteration;
@@ -28,13 +29,7 @@ fn iteration(c: &mut Criterion) {
                 }
                 let mut spec = ModelSpec::of(model, n);
                 spec.activation = act;
-                let opt = OptimConfig {
-                    rule: OptimRule::Sgd { momentum: 0.0, nesterov: false },
-                    lr: 1e-4,
-                    geo_lr: geo,
-                    clip: Some(100.0),
-                    weight_decay: 0.0,
-                };
+                let opt = common::timing_sgd(geo);
                 let mut it = Iteration::new(&b, &spec, opt, &task).unwrap();
                 let data = task.train_batch(0, 50).unwrap();
                 let name =

@@ -220,13 +220,7 @@ impl CurveFigure<'_> {
         YS::CoordDescType: ValueFormatter<f64>,
     {
         let (x0, x1) = self.x_range;
-        let mut chart = ChartBuilder::on(root)
-            .caption(self.title, theme.title_font())
-            .margin(theme.px(14.0))
-            .margin_right(theme.px(30.0))
-            .x_label_area_size(theme.px(58.0))
-            .y_label_area_size(theme.px(86.0))
-            .build_cartesian_2d(x0..x1, y_spec)?;
+        let mut chart = theme.line_chart(root, self.title).build_cartesian_2d(x0..x1, y_spec)?;
         let mut mesh = chart.configure_mesh();
         theme.line_mesh(&mut mesh, self.x_label, self.y_label);
         mesh.y_label_formatter(y_fmt).draw()?;

@@ -147,6 +147,23 @@ impl Theme {
         RGBColor(60, 60, 60).stroke_width(self.px(1.2))
     }
 
+    /// The chart builder of a line chart (curves, spectra): `title` as caption, the theme's margins
+    /// and label areas.
+    pub(crate) fn line_chart<'a, 'b, DB: DrawingBackend>(
+        &self,
+        root: &'a DrawingArea<DB, Shift>,
+        title: &str,
+    ) -> ChartBuilder<'a, 'b, DB> {
+        let mut builder = ChartBuilder::on(root);
+        builder
+            .caption(title, self.title_font())
+            .margin(self.px(14.0))
+            .margin_right(self.px(30.0))
+            .x_label_area_size(self.px(58.0))
+            .y_label_area_size(self.px(86.0));
+        builder
+    }
+
     /// Styles the mesh of a line chart (curves, spectra): axis descriptions, the theme's grid, fonts
     /// and axes, 8 ticks a side, short labels on the x axis. The caller sets the y labels' format
     /// and draws.

@@ -109,13 +109,7 @@ impl Figure for SpectrumFigure<'_> {
         root.fill(&WHITE)?;
         let (x0, x1) = self.x_range;
         let (y0, y1) = self.y_range;
-        let mut chart = ChartBuilder::on(root)
-            .caption(self.title, theme.title_font())
-            .margin(theme.px(14.0))
-            .margin_right(theme.px(30.0))
-            .x_label_area_size(theme.px(58.0))
-            .y_label_area_size(theme.px(86.0))
-            .build_cartesian_2d(x0..x1, y0..y1)?;
+        let mut chart = theme.line_chart(root, self.title).build_cartesian_2d(x0..x1, y0..y1)?;
         let mut mesh = chart.configure_mesh();
         theme.line_mesh(&mut mesh, self.x_label, "singular values of W");
         mesh.y_label_formatter(&figure::tick_label).draw()?;
