@@ -9,7 +9,7 @@
 //! Kernel families are compiled the first time one of their kernels is launched, for the device's
 //! own architecture, and cached per driver (one per device).
 
-use super::driver::{DevPtr, Driver, LaunchDims};
+use super::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
 use super::kernels;
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, result as dres, sys as dsys};
@@ -106,6 +106,7 @@ pub struct CudarcDriver {
     ctx: Arc<CudaContext>,
     name: String,
     arch: &'static str,
+    attrs: DeviceAttrs,
     modules: Mutex<HashMap<String, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
 }
@@ -176,7 +177,24 @@ impl CudarcDriver {
             }
         };
         let name = format!("cuda:{ordinal} ({})", ctx.name().unwrap_or_default());
-        Ok(CudarcDriver { ctx, name, arch, modules: Mutex::new(HashMap::new()), functions: Mutex::new(HashMap::new()) })
+        let attr = |a: dsys::CUdevice_attribute| {
+            ctx.attribute(a).map_err(|e| derr(&format!("cuDeviceGetAttribute({a:?})"), e))
+        };
+        use dsys::CUdevice_attribute as A;
+        let attrs = DeviceAttrs {
+            sm_count: attr(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?.max(1) as u32,
+            compute_capability: (major, minor),
+            max_shared_per_block: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?.max(0) as usize,
+            max_threads_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?.max(1) as u32,
+        };
+        Ok(CudarcDriver {
+            ctx,
+            name,
+            arch,
+            attrs,
+            modules: Mutex::new(HashMap::new()),
+            functions: Mutex::new(HashMap::new()),
+        })
     }
 
     fn function(&self, family: &str, kernel: &str) -> Result<CudaFunction> {
@@ -206,6 +224,9 @@ impl CudarcDriver {
 }
 
 impl Driver for CudarcDriver {
+    fn attrs(&self) -> DeviceAttrs {
+        self.attrs
+    }
     fn name(&self) -> String {
         self.name.clone()
     }

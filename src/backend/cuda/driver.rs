@@ -76,10 +76,35 @@ impl PackedArgs {
     }
 }
 
+/// What launch code needs to know about a device to size its grids.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeviceAttrs {
+    /// Streaming multiprocessors (132 on an H100 SXM / H200).
+    pub sm_count: u32,
+    /// Compute capability `(major, minor)`.
+    pub compute_capability: (i32, i32),
+    /// Shared memory a block may use with the opt-in attribute, in bytes (227 KiB on sm_90).
+    pub max_shared_per_block: usize,
+    /// Resident threads per SM (2048 on sm_80/sm_90).
+    pub max_threads_per_sm: u32,
+}
+
+impl DeviceAttrs {
+    /// An H100/H200-class device (sm_90, 132 SMs): what the emulator reports unless told otherwise.
+    pub const HOPPER_132: DeviceAttrs = DeviceAttrs {
+        sm_count: 132,
+        compute_capability: (9, 0),
+        max_shared_per_block: 227 * 1024,
+        max_threads_per_sm: 2048,
+    };
+}
+
 /// Memory, copies and launches on one device.
 pub trait Driver: Send + Sync + 'static {
     /// Human-readable device name.
     fn name(&self) -> String;
+    /// The device's SM count and limits (queried once when the driver is created).
+    fn attrs(&self) -> DeviceAttrs;
     /// Allocates `bytes` (uninitialized; at least 1 byte is allocated for `bytes == 0`).
     fn alloc(&self, bytes: usize) -> Result<DevPtr>;
     /// Frees an allocation made by [`Driver::alloc`].

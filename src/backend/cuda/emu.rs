@@ -16,7 +16,7 @@
 //!
 //! What a kernel file must look like, and the supported CUDA subset: see `build.rs` and `emu/cuda_emu.h`.
 
-use super::driver::{DevPtr, Driver, LaunchDims};
+use super::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
 use crate::error::{Error, Result};
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap};
@@ -232,6 +232,7 @@ impl Drop for Pool {
 /// A [`Driver`] that runs the CUDA kernels on the host. See the module docs.
 pub struct EmuDriver {
     order: ResumeOrder,
+    attrs: DeviceAttrs,
     workers: usize,
     pool: Option<Pool>,
     /// Live allocations: base address -> size in bytes.
@@ -252,7 +253,17 @@ impl EmuDriver {
 
     /// One worker, threads resumed in `order`.
     pub fn with_order(order: ResumeOrder) -> Self {
-        EmuDriver { order, workers: 1, pool: None, allocs: Mutex::new(BTreeMap::new()) }
+        EmuDriver { order, attrs: default_attrs(), workers: 1, pool: None, allocs: Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Reports `sm_count` SMs to the launch code (which sizes grids from it), so that the tile and
+    /// split-K choices of any GPU can be exercised on the host.
+    pub fn with_sm_count(mut self, sm_count: u32) -> Result<Self> {
+        if sm_count == 0 || sm_count > 1024 {
+            return Err(Error::invalid("emu SM count", sm_count, "must be between 1 and 1024"));
+        }
+        self.attrs.sm_count = sm_count;
+        Ok(self)
     }
 
     /// Runs the blocks of each grid on `workers` threads: the launching thread plus `workers - 1` helper
@@ -339,7 +350,23 @@ impl Drop for EmuDriver {
     }
 }
 
+/// [`DeviceAttrs::HOPPER_132`], with the SM count from `ORTHO_EMU_SMS` when that is set to a number in
+/// `1..=1024`.
+fn default_attrs() -> DeviceAttrs {
+    let mut a = DeviceAttrs::HOPPER_132;
+    if let Some(n) = std::env::var("ORTHO_EMU_SMS").ok().and_then(|v| v.trim().parse::<u32>().ok())
+        && (1..=1024).contains(&n)
+    {
+        a.sm_count = n;
+    }
+    a
+}
+
 impl Driver for EmuDriver {
+    fn attrs(&self) -> DeviceAttrs {
+        self.attrs
+    }
+
     fn name(&self) -> String {
         let s = if self.workers == 1 { "" } else { "s" };
         format!("emu (host CPU, {} worker{s}, resume order {})", self.workers, self.order)

@@ -7,7 +7,7 @@
 //! rest. `A^T X = B` uses `A^T = U^T L^T P`, reading `L` and `U` through transposed strides.
 
 use super::driver::{Arg, DevPtr, Driver};
-use super::{Cuda, DevAlloc, GemmLaunch, THREADS};
+use super::{Cuda, DevAlloc, GemmLaunch, Slot, THREADS};
 use crate::error::{Error, Result};
 
 /// Panel width.
@@ -54,7 +54,9 @@ impl<D: Driver> Cuda<D> {
         let a = DevAlloc::new(&self.drv, 4 * n * n)?;
         self.drv.dtod(a.ptr, src, 4 * n * n)?;
         let piv = DevAlloc::new(&self.drv, 4 * n.max(1))?;
-        let info = DevAlloc::new(&self.drv, 4)?;
+        // The status word lives in the workspace arena: no allocation for it per factorization.
+        let info = self.scratch(Slot::Lu, 4)?;
+        self.drv.memset_zero(info.ptr(), 4)?;
         let (ni, p) = (n as i32, a.ptr);
         for k0 in (0..n).step_by(NB) {
             let kb = NB.min(n - k0);
@@ -64,7 +66,7 @@ impl<D: Driver> Cuda<D> {
                 Arg::I32(kb as i32),
                 Arg::Ptr(p),
                 Arg::Ptr(piv.ptr),
-                Arg::Ptr(info.ptr),
+                Arg::Ptr(info.ptr()),
             ];
             self.launch("lu", "lu_panel_f32", (1, 1, 1), (256, 1, 1), &args)?;
             let args = [Arg::I32(ni), Arg::I32(k0 as i32), Arg::I32(kb as i32), Arg::Ptr(p), Arg::Ptr(piv.ptr)];
@@ -79,7 +81,8 @@ impl<D: Driver> Cuda<D> {
             }
         }
         let mut bytes = [0u8; 4];
-        self.drv.dtoh(&mut bytes, info.ptr)?;
+        self.drv.dtoh(&mut bytes, info.ptr())?;
+        drop(info);
         let info = i32::from_le_bytes(bytes);
         if info != 0 {
             return Err(Error::Singular { op: "lu_factor", index: (info - 1) as usize });

@@ -19,8 +19,8 @@ mod ops;
 
 use crate::backend::{DeviceBuf, Slice, SliceMut};
 use crate::error::{Error, Result};
-use driver::{Arg, DevPtr, Driver, LaunchDims, PackedArgs};
-use std::sync::{Arc, Mutex};
+use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use gemm::GemmLaunch;
 
@@ -55,14 +55,16 @@ impl<D: Driver> Drop for CudaBuf<D> {
 /// A raw device allocation freed on drop (pivots, accumulators).
 pub(crate) struct DevAlloc<D: Driver> {
     pub ptr: DevPtr,
+    bytes: usize,
     drv: Arc<D>,
 }
 
 impl<D: Driver> DevAlloc<D> {
     pub fn new(drv: &Arc<D>, bytes: usize) -> Result<Self> {
         let ptr = drv.alloc(bytes)?;
+        let a = DevAlloc { ptr, bytes, drv: drv.clone() };
         drv.memset_zero(ptr, bytes)?;
-        Ok(DevAlloc { ptr, drv: drv.clone() })
+        Ok(a)
     }
 }
 
@@ -73,16 +75,53 @@ impl<D: Driver> Drop for DevAlloc<D> {
     }
 }
 
+/// A device workspace slot. Each slot belongs to one op (or one family of ops that never nest), so an
+/// op holding its slot may call ops that take other slots.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)] // taken by the split-K GEMM, the LU and the fixed-order reductions as they land
+pub(crate) enum Slot {
+    /// Partial products of split-K GEMMs.
+    SplitK,
+    /// LU pivots, status and panel workspace.
+    Lu,
+    /// Per-block partials of fixed-order reductions.
+    Reduce,
+}
+
+impl Slot {
+    const COUNT: usize = 3;
+}
+
+/// Grow-only device workspaces, one allocation per [`Slot`], kept for the backend's lifetime: after the
+/// first call at a given size nothing is allocated on the hot path.
+struct Arena<D: Driver> {
+    cells: [Mutex<Option<DevAlloc<D>>>; Slot::COUNT],
+}
+
+/// Exclusive use of one workspace slot of at least the requested size, until dropped. Work launched
+/// with it is stream-ordered, so releasing the guard right after the launches is safe.
+pub(crate) struct Scratch<'a, D: Driver> {
+    guard: MutexGuard<'a, Option<DevAlloc<D>>>,
+}
+
+impl<D: Driver> Scratch<'_, D> {
+    /// The slot's device address.
+    pub fn ptr(&self) -> DevPtr {
+        self.guard.as_ref().map_or(0, |a| a.ptr)
+    }
+}
+
 /// The CUDA backend over driver `D`.
 pub struct Cuda<D: Driver> {
     drv: Arc<D>,
     /// 32 bytes of device scratch for reductions returned to the host.
     acc: Arc<Mutex<DevAlloc<D>>>,
+    arena: Arc<Arena<D>>,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
     fn clone(&self) -> Self {
-        Cuda { drv: self.drv.clone(), acc: self.acc.clone() }
+        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone() }
     }
 }
 
@@ -94,12 +133,29 @@ impl<D: Driver> Cuda<D> {
     pub fn new(drv: D) -> Result<Self> {
         let drv = Arc::new(drv);
         let acc = DevAlloc::new(&drv, 32)?;
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)) })
+        let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
+        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena })
     }
 
     /// The driver.
     pub fn driver(&self) -> &Arc<D> {
         &self.drv
+    }
+
+    /// The device's SM count and limits (what grids are sized from).
+    pub fn attrs(&self) -> DeviceAttrs {
+        self.drv.attrs()
+    }
+
+    /// Workspace `slot` with at least `bytes` bytes (zeroed when first allocated or grown; otherwise
+    /// holding whatever its last user left).
+    pub(crate) fn scratch(&self, slot: Slot, bytes: usize) -> Result<Scratch<'_, D>> {
+        let mut guard = self.arena.cells[slot as usize].lock().unwrap_or_else(PoisonError::into_inner);
+        if guard.as_ref().map_or(0, |a| a.bytes) < bytes.max(1) {
+            *guard = None; // free the smaller allocation first
+            *guard = Some(DevAlloc::new(&self.drv, bytes.max(1))?);
+        }
+        Ok(Scratch { guard })
     }
 
     pub(crate) fn ptr(s: &Slice<Self>) -> DevPtr {
