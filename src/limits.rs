@@ -86,6 +86,19 @@ pub fn gpu_free(ordinal: usize) -> Option<Available> {
     Some(Available { bytes: free as u64, source: format!("free memory of GPU {ordinal} (cuMemGetInfo)") })
 }
 
+/// Checks the estimate `e` of a run on `device` against the memory available there (see
+/// [`crate::train::memory::check`]); a number that cannot be read skips its check.
+pub fn check_memory(device: DeviceKind, e: &crate::train::memory::Estimate) -> Result<()> {
+    use crate::train::memory::{Placement, check};
+    let placement = match device {
+        DeviceKind::Cpu => Placement::Host,
+        DeviceKind::Emu => Placement::EmulatedDevice,
+        DeviceKind::Cuda => Placement::Gpu,
+    };
+    let gpu = if device == DeviceKind::Cuda { gpu_free(0) } else { None };
+    check(e, placement, host_available().as_ref(), gpu.as_ref())
+}
+
 /// The most `--threads` that `device` can start here. The emulator's workers each map up to 1024
 /// fiber stacks (one per thread of a block) with a guard page, two memory mappings a stack; the
 /// process may hold `vm.max_map_count` mappings (65530 by default) and glibc aborts when thread

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod divergence;
 pub mod memory;
 pub mod metrics;
+pub mod outputs;
 pub mod progress;
 
 use crate::backend::Backend;
