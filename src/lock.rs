@@ -22,7 +22,8 @@
 //!   stale: the error names the lock file to delete once the holder is known to be gone.
 //! - A lock taken on *another* host (a shared file system) cannot be checked from here: it is
 //!   reported, never taken over. Hosts are told apart by host name and boot id, so two machines
-//!   must not share both.
+//!   must not share both; nor should two containers with one host name and separate pid
+//!   namespaces write the same directory (each would judge the other's pid dead).
 //! - The lock is advisory: it keeps out other ortho-rnn processes, not other programs.
 //! - Taking over a stale lock is safe against another process doing the same; a third process
 //!   racing both within the same few microseconds can, in the worst case, see the lock released.

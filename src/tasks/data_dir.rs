@@ -5,15 +5,16 @@
 use crate::error::{Error, Result};
 use std::path::Path;
 
-/// Checks that `dir` exists, is a directory, and can be listed; `holds` says what it should hold.
-pub fn check(dir: &Path, holds: &str) -> Result<()> {
+/// Checks that `dir` exists, is a directory, and can be listed; `holds` says what it should hold
+/// and `hint` where to get it.
+pub fn check(dir: &Path, holds: &str, hint: &str) -> Result<()> {
     let meta = match std::fs::metadata(dir) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::invalid(
                 "--data",
                 dir.display(),
-                format!("this directory does not exist (it should hold {holds})"),
+                format!("this directory does not exist (it should hold {holds}); {hint}"),
             ));
         }
         Err(e) => return Err(Error::invalid("--data", dir.display(), format!("cannot be read: {e}"))),

@@ -160,7 +160,7 @@ impl MnistTask {
         if cfg.max_train == Some(0) {
             return Err(Error::invalid("--max-train", 0, "must be at least 1"));
         }
-        super::data_dir::check(&cfg.dir, &format!("{TRAIN_IMAGES}[.gz] and {TRAIN_LABELS}[.gz]"))?;
+        super::data_dir::check(&cfg.dir, &format!("{TRAIN_IMAGES}[.gz] and {TRAIN_LABELS}[.gz]"), DOWNLOAD_HINT)?;
         let train_images = find_file(&cfg.dir, TRAIN_IMAGES)?;
         let train_labels = find_file(&cfg.dir, TRAIN_LABELS)?;
         let mut all = load_split(&train_images, &train_labels)?;

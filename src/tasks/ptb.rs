@@ -290,7 +290,7 @@ impl Task for PtbTask {
 
 /// Character files if `ptb.char.train.txt` is present, else word files if `ptb.train.txt` is.
 pub fn detect_format(dir: &Path) -> Result<PtbFormat> {
-    super::data_dir::check(dir, &format!("{} or {}", CHAR_FILES[0], WORD_FILES[0]))?;
+    super::data_dir::check(dir, &format!("{} or {}", CHAR_FILES[0], WORD_FILES[0]), DOWNLOAD_HINT)?;
     for format in [PtbFormat::Characters, PtbFormat::Words] {
         if dir.join(format.files()[0]).is_file() {
             return Ok(format);
