@@ -552,7 +552,14 @@ fn random_flags_and_files_never_panic() {
     let good = std::fs::read(root.join("good_ck")).unwrap();
     let tally: std::cell::RefCell<HashMap<String, usize>> = Default::default();
     let case_no = AtomicUsize::new(0);
-    let config = ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() };
+    // A fixed seed: the same 64 cases on every run; ORTHO_RNN_PROPTEST_SEED=N explores others.
+    let seed = std::env::var("ORTHO_RNN_PROPTEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(11);
+    let config = ProptestConfig {
+        cases: 64,
+        failure_persistence: None,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(seed),
+        ..ProptestConfig::default()
+    };
     let strategy = (
         count_value(&["1", "2", "4", "6"]),
         count_value(&["1", "3", "5"]),
@@ -650,7 +657,7 @@ fn random_flags_and_files_never_panic() {
         let _ = std::fs::remove_dir_all(&dir);
     });
     let tally = tally.into_inner();
-    eprintln!("random cases: {} tried: {tally:?}", tally.values().sum::<usize>());
+    eprintln!("random cases (seed {seed}): {} tried: {tally:?}", tally.values().sum::<usize>());
     let _ = std::fs::remove_dir_all(&root);
 }
 
