@@ -54,6 +54,22 @@ pub enum Error {
     #[error("kernel compile error in {file}: {log}")]
     KernelCompile { file: String, log: String },
 
+    /// Another process holds the lock on a directory or file this run would write.
+    #[error(
+        "{} ({flag}) is in use by ortho-rnn pid {pid} on host {host} (lock file {}); {hint}",
+        what.display(),
+        lock.display()
+    )]
+    Locked { what: PathBuf, flag: &'static str, pid: u32, host: String, lock: PathBuf, hint: String },
+
+    /// The run would need more memory than the machine (or the GPU) has available.
+    #[error("{0}")]
+    OutOfMemory(String),
+
+    /// Training finished, but its loss diverged (see `--allow-divergence`).
+    #[error("the run diverged: {0}")]
+    Diverged(String),
+
     /// A requested feature exists in the design but is not available in this build or configuration.
     #[error("unsupported: {0}")]
     Unsupported(String),

@@ -1,5 +1,6 @@
 //! Command-line arguments shared by `train`, `bench` and `experiment`.
 
+use super::bounds;
 use clap::{Args, ValueEnum};
 use ortho_rnn::backend::{Activation, OptimRule};
 use ortho_rnn::device::DeviceKind;
@@ -51,13 +52,13 @@ pub struct ModelArgs {
     #[arg(long, value_enum, default_value = "factorized")]
     pub model: ModelKind,
     /// Hidden units.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = bounds::hidden)]
     pub hidden: usize,
     /// Transition nonlinearity [default: tanh].
     #[arg(long, value_enum)]
     pub activation: Option<ActArg>,
     /// PReLU: initial slope (the paper's 0.7).
-    #[arg(long, default_value_t = 0.7, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.7, allow_negative_numbers = true, value_parser = bounds::finite)]
     pub prelu_slope: f64,
     /// PReLU: keep the slope fixed instead of training it.
     #[arg(long)]
@@ -70,19 +71,19 @@ pub struct ModelArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub margin: Option<String>,
     /// scoRNN: number of -1 entries in D [default: hidden / 2].
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::neg)]
     pub neg: Option<usize>,
     /// DTRIV: change the base every K steps, or `inf` (expRNN) [default: 100].
     #[arg(long = "k", alias = "K")]
     pub k: Option<String>,
     /// Gain g multiplying the orthogonal or identity initialization.
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub gain: f64,
     /// Regularizer, repeatable: soft-orth=LAMBDA, spectrum-prior=LAMBDA, gain-orth=LAMBDA,g=GAIN.
     #[arg(long = "reg", value_name = "SPEC")]
     pub regs: Vec<String>,
     /// Weight decay (on the composite recurrent matrix and the input/output matrices).
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = bounds::non_negative)]
     pub weight_decay: f64,
 }
 
@@ -93,30 +94,30 @@ pub struct OptimArgs {
     #[arg(long, value_enum, default_value = "rmsprop")]
     pub optimizer: OptArg,
     /// Learning rate.
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub lr: f64,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = bounds::unit)]
     pub momentum: f64,
     /// SGD: Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
     /// RMSprop decay rate.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true, value_parser = bounds::unit)]
     pub rho: f64,
     /// Adam betas.
-    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.9, allow_negative_numbers = true, value_parser = bounds::unit)]
     pub beta1: f64,
-    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 0.999, allow_negative_numbers = true, value_parser = bounds::unit)]
     pub beta2: f64,
     /// Denominator epsilon of RMSprop and Adam.
-    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true)]
+    #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub eps: f64,
     /// Global-norm gradient clipping (the papers use 100).
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub clip: Option<f64>,
     /// Learning rate of the geodesic (Cayley) steps of factorized and orthogonal models [default: 1e-3].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, allow_negative_numbers = true, value_parser = bounds::non_negative)]
     pub geo_lr: Option<f64>,
 }
 
@@ -161,7 +162,7 @@ pub struct DeviceArgs {
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: DeviceKind,
     /// CPU threads (0: every core).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = bounds::threads)]
     pub threads: usize,
 }
 

@@ -91,6 +91,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
     if a.name == "list" {
         return list();
     }
+    ortho_rnn::limits::check_threads(a.device.device, a.device.threads)?;
     let settings = Settings {
         size: a.size(),
         data: a.data.clone(),

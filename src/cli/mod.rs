@@ -1,20 +1,25 @@
 //! The command-line front end: `train`, `bench`, `devices`, `experiment` and `plot`.
 
 mod args;
+mod bounds;
 mod experiment;
+mod resume;
 
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
 use ortho_rnn::backend::Backend;
 use ortho_rnn::device::{BackendJob, dispatch};
 use ortho_rnn::error::{Error, Result};
+use ortho_rnn::limits;
 use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::{TaskKind, TaskSpec};
 use ortho_rnn::train::build::ModelSpec;
 use ortho_rnn::train::checkpoint::{self, Checkpoint};
+use ortho_rnn::train::divergence::{self, DivergenceWatch};
+use ortho_rnn::train::memory::{self, TaskDims};
 use ortho_rnn::train::progress::Mode;
-use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer, bench};
-use std::path::PathBuf;
+use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer, bench, metrics, outputs};
+use std::path::{Path, PathBuf};
 
 /// Train recurrent networks whose transition matrix is kept orthogonal, near-orthogonal or spectrally bounded.
 #[derive(Parser, Debug)]
@@ -54,13 +59,13 @@ struct TrainArgs {
     #[arg(long, value_enum, default_value = "copy")]
     task: TaskKind,
     /// Sequence length T (the copy task's delay: its sequences have T + 20 steps; PTB: the longest sentence kept, 75 or 300).
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::seq_len)]
     seq_len: Option<usize>,
     /// Directory with the task's data files (MNIST IDX, PTB text).
     #[arg(long)]
     data: Option<PathBuf>,
     /// File-backed tasks: train on the first N examples only.
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::max_train)]
     max_train: Option<usize>,
     /// File-backed tasks: evaluate on the test split instead of the validation split.
     #[arg(long)]
@@ -70,19 +75,19 @@ struct TrainArgs {
     #[command(flatten)]
     optim: OptimArgs,
     /// Batch size.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = bounds::batch)]
     batch: usize,
     /// Training iterations.
-    #[arg(long, conflicts_with = "epochs")]
+    #[arg(long, conflicts_with = "epochs", value_parser = bounds::iters)]
     iters: Option<usize>,
     /// Training epochs of --iters-per-epoch iterations (the papers' convention: 100).
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::iters)]
     epochs: Option<usize>,
     /// Iterations per epoch with --epochs.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = bounds::iters)]
     iters_per_epoch: usize,
     /// Evaluate every this many iterations.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = bounds::iters)]
     eval_every: usize,
     /// Seed of data and initialization.
     #[arg(long, default_value_t = 1)]
@@ -108,24 +113,33 @@ struct TrainArgs {
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every this many iterations (and at the end) [default: --eval-every].
-    #[arg(long, requires = "checkpoint")]
+    #[arg(long, requires = "checkpoint", value_parser = bounds::iters)]
     checkpoint_every: Option<usize>,
-    /// Continue the run stored in this checkpoint: task, model, optimizer and seed come from it;
-    /// --iters/--epochs may extend it. Continues bit-identically on the CPU.
+    /// Continue the run stored in this checkpoint: task, model, optimizer and seed come from it,
+    /// and flags that would change them are refused; --iters/--epochs may extend it, and
+    /// --eval-every, --checkpoint(-every), --metrics, --data (moved data), --device and --threads
+    /// may change. Continues bit-identically on the CPU.
     #[arg(long)]
     resume: Option<PathBuf>,
+    /// Exit 0 even when the run diverged (its loss stayed far above the task's baseline); the
+    /// summary still says so.
+    #[arg(long)]
+    allow_divergence: bool,
+    /// The flags given on the command line (clap ids), for --resume.
+    #[arg(skip)]
+    explicit: Vec<String>,
 }
 
 #[derive(clap::Args, Debug)]
 struct BenchArgs {
     /// Copy-task delay T (sequences of T + 20 steps).
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = 100, value_parser = bounds::seq_len)]
     seq_len: usize,
     /// Batch size.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 50, value_parser = bounds::batch)]
     batch: usize,
     /// Timed iterations (after two warm-up iterations).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = bounds::bench_iters)]
     iters: usize,
     #[command(flatten)]
     model: ModelArgs,
@@ -136,6 +150,28 @@ struct BenchArgs {
     /// Print a one-line JSON summary.
     #[arg(long)]
     json: bool,
+}
+
+/// Parses the command line (exiting with clap's message on an error), recording which `train`
+/// flags were given on it (for `--resume`).
+pub fn parse() -> Cli {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command();
+    let matches = command.clone().get_matches();
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if let (Some(Command::Train(a)), Some(("train", sub)), Some(train)) =
+        (cli.command.as_mut(), matches.subcommand(), command.find_subcommand("train"))
+    {
+        // Only arguments: the ids of flattened argument groups are reported too.
+        let args: Vec<&clap::Id> = train.get_arguments().map(|arg| arg.get_id()).collect();
+        a.explicit = sub
+            .ids()
+            .filter(|id| args.contains(id) && sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+            .map(|id| id.to_string())
+            .collect();
+    }
+    cli
 }
 
 /// Runs a parsed command line.
@@ -176,38 +212,108 @@ impl BackendJob for TrainJob {
         if let Some((ck, path)) = &self.resume {
             checkpoint::restore(&mut trainer, ck, path)?;
         }
-        trainer.run(|_, _| Ok(()))
+        let mut watch = DivergenceWatch::new(divergence::reference(task.as_ref()));
+        let mut summary = trainer.run(|_, rec| {
+            watch.observe(rec.iter, rec.loss);
+            Ok(())
+        })?;
+        if !summary.loss.is_finite() {
+            watch.observe(summary.iters, summary.loss);
+        }
+        summary.diverged = watch.verdict();
+        Ok(summary)
     }
 }
 
-fn train(a: TrainArgs) -> Result<()> {
-    let iters = match (a.iters, a.epochs) {
-        (Some(i), None) => Some(i),
+/// The number of iterations `--iters` or `--epochs x --iters-per-epoch` asks for.
+fn requested_iters(a: &TrainArgs) -> Result<Option<usize>> {
+    Ok(match (a.iters, a.epochs) {
+        (Some(i), _) => Some(i),
         (None, Some(e)) => {
-            if a.iters_per_epoch == 0 {
-                return Err(Error::invalid("--iters-per-epoch", 0, "must be at least 1"));
-            }
-            Some(e * a.iters_per_epoch)
+            let total = e.checked_mul(a.iters_per_epoch).filter(|&t| t <= limits::MAX_ITERS);
+            Some(total.ok_or_else(|| {
+                Error::invalid(
+                    "--epochs",
+                    e,
+                    format!(
+                        "--epochs {e} x --iters-per-epoch {} exceeds the limit of {} iterations",
+                        a.iters_per_epoch,
+                        limits::MAX_ITERS
+                    ),
+                )
+            })?)
         }
         (None, None) => None,
-        (Some(_), Some(_)) => unreachable!("clap rejects --iters with --epochs"),
-    };
+    })
+}
+
+/// `p` made absolute against the current directory (a stored data path must not depend on where
+/// the run is resumed from).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The stored run of checkpoint `ck` at `path`, with the flags that may change on resume applied.
+fn resumed_run(a: &TrainArgs, ck: &Checkpoint, path: &Path, iters: Option<usize>) -> Result<RunSpec> {
+    let mut run: RunSpec = serde_json::from_str(&ck.run)
+        .map_err(|e| Error::bad_file(path, format!("the stored run specification does not parse: {e}")))?;
+    validate_stored(&run, path)?;
+    resume::refuse_conflicts(a, &run, path)?;
+    if ck.iter > run.iters {
+        return Err(Error::bad_file(
+            path,
+            format!("metadata `iter` is {}, more than the {} iterations of its stored run", ck.iter, run.iters),
+        ));
+    }
+    if let Some(i) = iters {
+        if i < ck.iter {
+            return Err(Error::invalid(
+                "--iters",
+                i,
+                format!("the checkpoint has already trained {} iterations", ck.iter),
+            ));
+        }
+        run.iters = i;
+    }
+    if a.explicit.iter().any(|id| id == "eval_every") {
+        run.eval_every = a.eval_every;
+    }
+    if let Some(d) = &a.data {
+        if run.task.data.is_none() {
+            return Err(Error::Inapplicable {
+                flag: "--data",
+                context: format!("the checkpoint's --task {}", run.task.kind.as_str()),
+                hint: "synthetic tasks generate their data".into(),
+            });
+        }
+        run.task.data = Some(absolute(d));
+    }
+    Ok(run)
+}
+
+/// Checks a run specification read from a checkpoint as the flags would have been checked.
+fn validate_stored(run: &RunSpec, path: &Path) -> Result<()> {
+    let bad = |e: Error| Error::bad_file(path, format!("the stored run is invalid: {e}"));
+    let t = run.task.seq_len.unwrap_or(run.task.kind.default_seq_len());
+    limits::check_range("--hidden", run.model.hidden, 1, limits::MAX_HIDDEN).map_err(bad)?;
+    limits::check_range("--batch", run.batch, 1, limits::MAX_BATCH).map_err(bad)?;
+    limits::check_range("--seq-len", t, 1, limits::MAX_SEQ_LEN).map_err(bad)?;
+    limits::check_range("--iters", run.iters, 1, limits::MAX_ITERS).map_err(bad)?;
+    limits::check_range("--eval-every", run.eval_every, 1, limits::MAX_ITERS).map_err(bad)?;
+    if let Some(m) = run.task.max_train {
+        limits::check_range("--max-train", m, 1, limits::MAX_TRAIN_EXAMPLES).map_err(bad)?;
+    }
+    run.model.validate().map_err(bad)?;
+    run.optim.validate().map_err(bad)
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    limits::check_threads(a.device.device, a.device.threads)?;
+    let iters = requested_iters(&a)?;
     let (run, resume) = match &a.resume {
         Some(path) => {
             let ck = checkpoint::load(path)?;
-            let mut run: RunSpec = serde_json::from_str(&ck.run)
-                .map_err(|e| Error::bad_file(path, format!("the stored run specification does not parse: {e}")))?;
-            if let Some(i) = iters {
-                if i < ck.iter {
-                    return Err(Error::invalid(
-                        "--iters",
-                        i,
-                        format!("the checkpoint has already trained {} iterations", ck.iter),
-                    ));
-                }
-                run.iters = i;
-            }
-            (run, Some((ck, path.clone())))
+            (resumed_run(&a, &ck, path, iters)?, Some((ck, path.clone())))
         }
         None => {
             let model = a.model.spec()?;
@@ -215,7 +321,7 @@ fn train(a: TrainArgs) -> Result<()> {
             let task = TaskSpec {
                 kind: a.task,
                 seq_len: a.seq_len,
-                data: a.data.clone(),
+                data: a.data.as_deref().map(absolute),
                 seed: a.seed,
                 max_train: a.max_train,
                 eval_test: a.eval_test,
@@ -232,6 +338,14 @@ fn train(a: TrainArgs) -> Result<()> {
             (run, None)
         }
     };
+    let dims = TaskDims::of(&run.task)?;
+    let estimate = memory::estimate(&run.model, &dims, run.batch, a.checkpoint.is_some())?;
+    limits::check_memory(a.device.device, &estimate)?;
+    let _locks = outputs::check_and_lock(a.checkpoint.as_deref(), a.metrics.as_deref(), a.resume.as_deref())?;
+    if let (Some((ck, _)), Some(m)) = (&resume, &a.metrics) {
+        // Records after the checkpoint would be written again: drop them first.
+        metrics::truncate_after(m, ck.iter)?;
+    }
     let checkpoint = match &a.checkpoint {
         Some(path) => Some(Checkpointing {
             path: path.clone(),
@@ -253,7 +367,12 @@ fn train(a: TrainArgs) -> Result<()> {
     };
     let summary = dispatch(a.device.device, a.device.threads, TrainJob { run, cfg, resume })?;
     print_summary(&summary, a.json);
-    Ok(())
+    match &summary.diverged {
+        Some(why) if !a.allow_divergence => Err(Error::Diverged(format!(
+            "{why} (the summary above records it; pass --allow-divergence to exit 0 anyway)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn print_summary(s: &Summary, json: bool) {
@@ -272,6 +391,9 @@ fn print_summary(s: &Summary, json: bool) {
         s.ms_per_iter,
         s.device,
     );
+    if let Some(why) = &s.diverged {
+        println!("DIVERGED: {why}");
+    }
     if json {
         println!("{}", serde_json::to_string(s).unwrap_or_default());
     }
@@ -293,15 +415,11 @@ impl BackendJob for BenchJob {
 }
 
 fn bench_cmd(a: BenchArgs) -> Result<()> {
-    if a.iters == 0 || a.batch == 0 || a.seq_len == 0 {
-        return Err(Error::invalid(
-            "bench",
-            format!("--iters {} --batch {} --seq-len {}", a.iters, a.batch, a.seq_len),
-            "all must be at least 1",
-        ));
-    }
+    limits::check_threads(a.device.device, a.device.threads)?;
     let spec = a.model.spec()?;
     let optim = a.optim.config(&spec)?;
+    let dims = TaskDims::of(&TaskSpec::synthetic(TaskKind::Copy, a.seq_len, 1))?;
+    limits::check_memory(a.device.device, &memory::estimate(&spec, &dims, a.batch, false)?)?;
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
     let r = dispatch(a.device.device, a.device.threads, job)?;
     if a.json {
@@ -368,8 +486,11 @@ fn devices() -> Result<()> {
 fn plot(a: PlotArgs) -> Result<()> {
     let mut errors = Vec::new();
     for dir in &a.dirs {
-        match ortho_rnn::plot::plot_run_dir(dir) {
-            Ok(files) => {
+        match ortho_rnn::plot::plot_run_dir_with_warnings(dir) {
+            Ok((files, warnings)) => {
+                for w in &warnings {
+                    eprintln!("warning: {w}");
+                }
                 let figures = files.iter().filter(|f| f.extension().is_some_and(|e| e == "svg")).count();
                 println!(
                     "{}: {figures} figures ({} files) in {}",

@@ -323,6 +323,7 @@ pub fn run(
     if let Some(d) = &plan.data {
         log(&format!("data: {}", d.describe()));
     }
+    let _lock = runner::prepare_output(&settings.out)?;
     let outcomes = runner::execute(&plan, &settings.out, opts, log)?;
     let results = report::collect(&plan, &settings.out);
     let (plots, plot_warnings) = plots::draw(&plan, &settings.out, &results);

@@ -25,7 +25,7 @@ pub struct RunResult<'a> {
     pub state: RunState,
     /// Evaluation records (from `metrics.jsonl`; empty when there is none).
     pub records: Vec<EvalRecord>,
-    /// Lines of `metrics.jsonl` that did not parse (non-finite values are written as `null`).
+    /// Lines of `metrics.jsonl` skipped: incomplete (a killed run's last line) or malformed.
     pub unreadable_lines: usize,
     /// The backend description from `config.json`.
     pub backend: Option<String>,
@@ -84,17 +84,20 @@ pub fn collect<'a>(plan: &'a Plan, out: &Path) -> Vec<RunResult<'a>> {
         .collect()
 }
 
-/// The records of a metrics file, skipping lines that do not parse (and counting them).
+/// The complete records of a metrics file: lines that end with a newline and parse (non-finite
+/// values, written as `null`, read back as NaN). Returns the records and the number of lines
+/// skipped (an incomplete last line, left by a killed run, or a malformed one).
 pub fn read_records(path: &Path) -> (Vec<EvalRecord>, usize) {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    let Ok(bytes) = std::fs::read(path) else {
         return (Vec::new(), 0);
     };
+    let text = String::from_utf8_lossy(&bytes);
     let mut bad = 0;
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    for line in text.split_inclusive('\n').filter(|l| !l.trim().is_empty()) {
         match serde_json::from_str::<EvalRecord>(line) {
-            Ok(r) => out.push(r),
-            Err(_) => bad += 1,
+            Ok(r) if line.ends_with('\n') => out.push(r),
+            _ => bad += 1,
         }
     }
     (out, bad)
@@ -353,7 +356,7 @@ pub fn write_markdown(plan: &Plan, out: &Path, results: &[RunResult], ctx: &Cont
         .map(|r| format!("`{}` ({} lines)", r.run.config.name, r.unreadable_lines))
         .collect();
     if !unreadable.is_empty() {
-        let _ = writeln!(w, "Metrics lines skipped as unreadable (non-finite values): {}\n", unreadable.join(", "));
+        let _ = writeln!(w, "Metrics lines skipped as incomplete or malformed: {}\n", unreadable.join(", "));
     }
     if !ctx.plots.is_empty() || !ctx.plot_warnings.is_empty() {
         let _ = writeln!(w, "## Plots\n");

@@ -7,6 +7,13 @@
 //! run specification (continuing bit-identically on the CPU, metrics records after the checkpoint
 //! dropped), from scratch otherwise.
 //!
+//! The output directory is locked for the whole invocation ([`prepare_output`]; the lock file is
+//! `.ortho-rnn.lock`): a second `experiment` process on the same `--out` fails at once, naming the
+//! first one's pid and host, and a lock left by a killed process is taken over.
+//!
+//! A training run whose loss diverged ([`crate::train::divergence`]) counts as diverged, like one
+//! that stopped on a non-finite loss.
+//!
 //! Before anything runs, every existing run directory's `config.json` is compared with the plan: a
 //! directory made by another size or version of the experiment is an error (naming it), never
 //! silently skipped or overwritten. Data sets are loaded once per distinct task, before the device
@@ -17,10 +24,13 @@ use super::spec::{Job, RunConfig, TrainSpec};
 use crate::backend::Backend;
 use crate::device::{BackendJob, DeviceKind, dispatch};
 use crate::error::{Error, Result};
+use crate::lock::Lock;
 use crate::tasks::Task;
 use crate::train::bench::{BenchResult, bench};
 use crate::train::checkpoint::{self, write_atomic};
-use crate::train::metrics::{EvalRecord, MetricsWriter};
+use crate::train::divergence::{self, DivergenceWatch};
+use crate::train::memory::{self, TaskDims};
+use crate::train::metrics::{MetricsWriter, truncate_after};
 use crate::train::progress::Mode;
 use crate::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
@@ -226,11 +236,22 @@ fn task_key(t: &TrainSpec) -> String {
     serde_json::to_string(&t.task).unwrap_or_default()
 }
 
-/// Runs every run of `plan` that is not done into `out`, in plan order; `log` receives one line per
+/// Creates the output directory `out` if needed and locks it; the lock is released when the
+/// returned [`Lock`] is dropped. Hold it while running ([`execute`]) and writing the results.
+pub fn prepare_output(out: &Path) -> Result<Lock> {
+    if out.exists() && !out.is_dir() {
+        return Err(Error::invalid("--out", out.display(), "is a file; --out names a directory to hold the runs"));
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| Error::invalid("--out", out.display(), format!("cannot create the directory: {e}")))?;
+    Lock::directory(out, "--out")
+}
+
+/// Runs every run of `plan` that is not done into `out` (locked by the caller with
+/// [`prepare_output`]), in plan order; `log` receives one line per
 /// event. Returns one outcome per run of the plan. Errors only for what stops the whole sweep:
 /// conflicting run directories, missing data, an unavailable device, an unwritable directory.
 pub fn execute(plan: &Plan, out: &Path, opts: &Options, log: &mut dyn FnMut(&str)) -> Result<Vec<Outcome>> {
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     claim_directory(plan, out)?;
     let bad = conflicts(plan, out);
     if !bad.is_empty() {
@@ -327,9 +348,10 @@ impl BackendJob for SweepJob<'_> {
             };
             let secs = t0.elapsed().as_secs_f64();
             let outcome = match result {
-                Ok((Finished::Train(s), _)) if !s.loss.is_finite() => {
-                    let msg = format!("the final evaluation loss is {}", s.loss);
+                Ok((Finished::Train(s), _)) if !s.loss.is_finite() || s.diverged.is_some() => {
+                    let msg = s.diverged.clone().unwrap_or_else(|| format!("the final evaluation loss is {}", s.loss));
                     write_json(&dir.join(DIVERGED_FILE), &Failure { error: msg.clone(), iter: Some(s.iters) })?;
+                    log(&format!("[{}/{n}] {}: diverged after {secs:.1}s: {msg}", i + 1, cfg.name));
                     Outcome::Diverged(msg)
                 }
                 Ok((finished, resumed_from)) => {
@@ -400,23 +422,6 @@ fn write_config<B: Backend>(
     write_json(&dir.join(CONFIG_FILE), &file)
 }
 
-/// Keeps the metrics records up to iteration `iter` (a checkpoint's), rewriting the file atomically.
-fn truncate_metrics(path: &Path, iter: usize) -> Result<()> {
-    if !path.is_file() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut kept = String::new();
-    for line in text.lines() {
-        let keep = serde_json::from_str::<EvalRecord>(line).map(|r| r.iter <= iter).unwrap_or(false);
-        if keep {
-            kept.push_str(line);
-            kept.push('\n');
-        }
-    }
-    write_atomic(path, kept.as_bytes())
-}
-
 /// Trains one run; returns the summary and the checkpoint iteration it resumed from.
 fn train_run<B: Backend>(
     b: &B,
@@ -428,6 +433,8 @@ fn train_run<B: Backend>(
     log: &mut dyn FnMut(&str),
 ) -> Result<(Summary, Option<usize>)> {
     let run = t.resolve(task)?;
+    let dims = TaskDims::of(&run.task)?;
+    crate::limits::check_memory(opts.device, &memory::estimate(&run.model, &dims, run.batch, true)?)?;
     let run_json = serde_json::to_string(&run).map_err(|e| Error::invalid("run", &cfg.name, e.to_string()))?;
     write_config(dir, cfg, Some(run.clone()), b, opts)?;
     let ck_path: PathBuf = dir.join(CHECKPOINT_FILE);
@@ -461,11 +468,16 @@ fn train_run<B: Backend>(
     let mut trainer = Trainer::new(b, model, run.optim, task, train_cfg)?;
     let mut resumed_from = None;
     if let Some(ck) = resume {
-        truncate_metrics(&metrics, ck.iter)?;
+        truncate_after(&metrics, ck.iter)?;
         checkpoint::restore(&mut trainer, &ck, &ck_path)?;
         log(&format!("    {}: resuming from the checkpoint at iteration {}", cfg.name, ck.iter));
         resumed_from = Some(ck.iter);
     }
-    let summary = trainer.run(|_, _| Ok(()))?;
+    let mut watch = DivergenceWatch::new(divergence::reference(task));
+    let mut summary = trainer.run(|_, rec| {
+        watch.observe(rec.iter, rec.loss);
+        Ok(())
+    })?;
+    summary.diverged = watch.verdict();
     Ok((summary, resumed_from))
 }

@@ -56,20 +56,23 @@ impl OptimConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(Error::invalid("--weight-decay", self.weight_decay, "must be finite and >= 0"));
         }
+        let bad_eps = |e: f64| !(e.is_finite() && e > 0.0);
         match self.rule {
             OptimRule::Sgd { momentum, .. } if !(0.0..1.0).contains(&momentum) => {
                 Err(Error::invalid("--momentum", momentum, "must be in [0, 1)"))
             }
-            OptimRule::RmsProp { rho, eps } if !(0.0..1.0).contains(&rho) || eps <= 0.0 => {
-                Err(Error::invalid("--rho/--eps", format!("{rho}/{eps}"), "rho must be in [0, 1) and eps > 0"))
-            }
+            OptimRule::RmsProp { rho, eps } if !(0.0..1.0).contains(&rho) || bad_eps(eps) => Err(Error::invalid(
+                "--rho/--eps",
+                format!("{rho}/{eps}"),
+                "rho must be in [0, 1) and eps finite and > 0",
+            )),
             OptimRule::Adam { beta1, beta2, eps }
-                if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) || eps <= 0.0 =>
+                if !(0.0..1.0).contains(&beta1) || !(0.0..1.0).contains(&beta2) || bad_eps(eps) =>
             {
                 Err(Error::invalid(
                     "--beta1/--beta2/--eps",
                     format!("{beta1}/{beta2}/{eps}"),
-                    "betas in [0, 1), eps > 0",
+                    "betas in [0, 1), eps finite and > 0",
                 ))
             }
             _ => Ok(()),

@@ -26,7 +26,7 @@ mod spectrum;
 
 pub use curves::{Baseline, CurveOptions, Metric, plot_curves};
 pub use heatmap::{HeatmapOptions, plot_grad_norm_heatmap};
-pub use run_dir::{PLOTS_SUBDIR, plot_run_dir};
+pub use run_dir::{PLOTS_SUBDIR, plot_run_dir, plot_run_dir_with_warnings};
 pub use spectrum::{SpectrumOptions, plot_singular_values};
 
 /// Default figure size in pixels (width, height); the SVG uses the same user units.

@@ -17,7 +17,7 @@ use super::curves::{CurveOptions, Metric, plot_curves};
 use super::heatmap::{HeatmapOptions, plot_grad_norm_heatmap};
 use super::spectrum::{SpectrumOptions, plot_singular_values};
 use crate::error::{Error, Result};
-use crate::train::metrics::{EvalRecord, read_metrics};
+use crate::train::metrics::{EvalRecord, read_metrics_tolerant};
 use std::cmp::Ordering;
 use std::path::{Path, PathBuf};
 
@@ -31,8 +31,15 @@ const RUN_FILE: &str = "metrics.jsonl";
 /// paths written (SVG and PNG of each figure).
 ///
 /// Errors: `run_dir` unreadable, no metrics file found (the message says where it looked), a
-/// malformed line (from [`read_metrics`], naming file and line), or files with no records at all.
+/// malformed line (from [`read_metrics_tolerant`], naming file and line), or files with no records
+/// at all. An incomplete last line (a run killed while writing it) is skipped; use
+/// [`plot_run_dir_with_warnings`] to be told.
 pub fn plot_run_dir(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    plot_run_dir_with_warnings(run_dir).map(|(files, _)| files)
+}
+
+/// [`plot_run_dir`], also returning one warning per skipped incomplete last line.
+pub fn plot_run_dir_with_warnings(run_dir: &Path) -> Result<(Vec<PathBuf>, Vec<String>)> {
     let found = find_metrics_files(run_dir)?;
     if found.is_empty() {
         return Err(Error::bad_file(
@@ -41,8 +48,17 @@ pub fn plot_run_dir(run_dir: &Path) -> Result<Vec<PathBuf>> {
         ));
     }
     let mut runs: Vec<(String, Vec<EvalRecord>)> = Vec::with_capacity(found.len());
+    let mut warnings = Vec::new();
     for (label, path) in &found {
-        runs.push((label.clone(), read_metrics(path)?));
+        let read = read_metrics_tolerant(path)?;
+        if let Some(line) = read.truncated_last_line {
+            warnings.push(format!(
+                "{}: skipped line {line}, an incomplete last record (the run was stopped, or the disk filled, \
+                 while writing it)",
+                path.display()
+            ));
+        }
+        runs.push((label.clone(), read.records));
     }
     if runs.iter().all(|(_, r)| r.is_empty()) {
         let files: Vec<String> = found.iter().map(|(_, p)| p.display().to_string()).collect();
@@ -78,7 +94,7 @@ pub fn plot_run_dir(run_dir: &Path) -> Result<Vec<PathBuf>> {
             written.extend(plot_grad_norm_heatmap(recs, &out, &stem, &title, &HeatmapOptions::default())?);
         }
     }
-    Ok(written)
+    Ok((written, warnings))
 }
 
 /// The (label, path) of every metrics file under the conventions above, in label order.

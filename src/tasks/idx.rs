@@ -12,7 +12,10 @@
 //!
 //! The magic is two zero bytes, the data type (`0x08` = unsigned byte) and the number of dimensions.
 //! Files may be stored raw or gzip-compressed; compression is detected from the gzip magic bytes
-//! `1f 8b`, not from the file name. Any malformed input (wrong magic, a header that disagrees with the
+//! `1f 8b`, not from the file name. Reading is streamed: the header is read and checked first, the
+//! declared data size is checked against the memory available, and then at most that many bytes
+//! (plus one, to detect trailing data) are inflated, so a gzip bomb costs no more memory than its
+//! header declares and a header with a wrong magic costs 16 bytes. Any malformed input (wrong magic, a header that disagrees with the
 //! data size, corrupt gzip) comes back as [`Error::BadFile`] naming the file and the problem; nothing
 //! here panics on any input.
 
@@ -44,7 +47,8 @@ pub struct IdxImages {
     pub pixels: Vec<u8>,
 }
 
-/// Reads a whole file, inflating it when it starts with the gzip magic bytes.
+/// Reads a whole file, inflating it when it starts with the gzip magic bytes (no size cap: for
+/// small files and tests; the IDX readers below stream).
 pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     inflate_if_gzip(path, raw)
@@ -62,16 +66,115 @@ pub fn inflate_if_gzip(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Reads an image file (raw or gzip) from disk.
-pub fn read_images(path: &Path) -> Result<IdxImages> {
-    let bytes = read_maybe_gzip(path)?;
-    parse_images(path, &bytes)
+/// Opens `path` as a byte stream, inflating it when it starts with the gzip magic bytes; also
+/// returns the file's size on disk and whether it is compressed.
+fn open_stream(path: &Path) -> Result<(Box<dyn Read>, u64, bool)> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut reader = std::io::BufReader::new(file);
+    let head = std::io::BufRead::fill_buf(&mut reader).map_err(|e| Error::io(path, e))?;
+    let gz = head.starts_with(&GZIP_MAGIC);
+    let stream: Box<dyn Read> = if gz { Box::new(flate2::read::MultiGzDecoder::new(reader)) } else { Box::new(reader) };
+    Ok((stream, size, gz))
 }
 
-/// Reads a label file (raw or gzip) from disk; every label must be below `classes`.
+/// Reads up to `len` bytes; fewer only at the end of the stream.
+fn read_up_to(path: &Path, r: &mut dyn Read, len: u64, gz: bool) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(len.min(64 << 20) as usize);
+    r.take(len).read_to_end(&mut out).map_err(|e| {
+        if gz { Error::bad_file(path, format!("corrupt or truncated gzip data: {e}")) } else { Error::io(path, e) }
+    })?;
+    Ok(out)
+}
+
+/// Streams an IDX file: header of `header_len` bytes checked by `declared` (which returns the data
+/// size and a description), then exactly that many data bytes.
+fn read_idx(
+    path: &Path,
+    stream: &mut dyn Read,
+    gz: bool,
+    header_len: usize,
+    kind: &str,
+    declared: impl Fn(&[u32]) -> Result<(usize, String)>,
+) -> Result<(Vec<u32>, Vec<u8>)> {
+    let head = read_up_to(path, stream, header_len as u64, gz)?;
+    let words = header(path, &head, header_len, kind)?;
+    let (expected, what) = declared(&words)?;
+    if let Some(a) = crate::limits::host_available()
+        && expected as u64 > a.bytes
+    {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "header says {what}, {expected} bytes, more than the {} bytes of memory available ({}); a damaged \
+                 header?",
+                a.bytes, a.source
+            ),
+        ));
+    }
+    let data = read_up_to(path, stream, expected as u64 + 1, gz)?;
+    if data.len() == expected {
+        return Ok((words, data));
+    }
+    if data.len() < expected {
+        check_data_len(path, &what, expected, data.len(), header_len)?;
+    }
+    Err(Error::bad_file(
+        path,
+        format!(
+            "header says {what}, which is {expected} data bytes after the {header_len}-byte header, but the file \
+             has more (trailing bytes; the inflated data was not read past them)"
+        ),
+    ))
+}
+
+/// Reads an image file (raw or gzip) from disk, streaming (see the module documentation).
+pub fn read_images(path: &Path) -> Result<IdxImages> {
+    let (mut stream, size, gz) = open_stream(path)?;
+    let (count, rows, cols, pixels) = read_images_from(path, &mut stream, gz, (!gz).then_some(size))?;
+    Ok(IdxImages { count, rows, cols, pixels })
+}
+
+/// Reads an image file from `stream` (inflated already when `gz`); `raw_size`, the size of an
+/// uncompressed file, gives the exact byte count in errors.
+pub fn read_images_from(
+    path: &Path,
+    stream: &mut dyn Read,
+    gz: bool,
+    raw_size: Option<u64>,
+) -> Result<(usize, usize, usize, Vec<u8>)> {
+    let (h, pixels) = read_idx(path, stream, gz, IMAGE_HEADER_BYTES, "image", |h| {
+        check_magic(path, h[0], IMAGE_MAGIC)?;
+        let [count, rows, cols] = [h[1], h[2], h[3]].map(|v| v as usize);
+        let expected = count
+            .checked_mul(rows)
+            .and_then(|v| v.checked_mul(cols))
+            .ok_or_else(|| Error::bad_file(path, format!("header size {count} x {rows} x {cols} overflows")))?;
+        let what = format!("{count} images of {rows}x{cols} pixels");
+        if let Some(size) = raw_size {
+            let actual = size.saturating_sub(IMAGE_HEADER_BYTES as u64) as usize;
+            check_data_len(path, &what, expected, actual, IMAGE_HEADER_BYTES)?;
+        }
+        Ok((expected, what))
+    })?;
+    Ok((h[1] as usize, h[2] as usize, h[3] as usize, pixels))
+}
+
+/// Reads a label file (raw or gzip) from disk, streaming; every label must be below `classes`.
 pub fn read_labels(path: &Path, classes: usize) -> Result<Vec<u8>> {
-    let bytes = read_maybe_gzip(path)?;
-    parse_labels(path, &bytes, classes)
+    let (mut stream, size, gz) = open_stream(path)?;
+    let (_, labels) = read_idx(path, &mut stream, gz, LABEL_HEADER_BYTES, "label", |h| {
+        check_magic(path, h[0], LABEL_MAGIC)?;
+        let count = h[1] as usize;
+        let what = format!("{count} labels");
+        if !gz {
+            let actual = size.saturating_sub(LABEL_HEADER_BYTES as u64) as usize;
+            check_data_len(path, &what, count, actual, LABEL_HEADER_BYTES)?;
+        }
+        Ok((count, what))
+    })?;
+    check_labels(path, &labels, classes)?;
+    Ok(labels)
 }
 
 /// Parses the (already inflated) contents of an image file; `path` only names it in errors.
@@ -95,13 +198,18 @@ pub fn parse_labels(path: &Path, bytes: &[u8], classes: usize) -> Result<Vec<u8>
     let count = header[1] as usize;
     check_data_len(path, &format!("{count} labels"), count, bytes.len() - LABEL_HEADER_BYTES, LABEL_HEADER_BYTES)?;
     let labels = &bytes[LABEL_HEADER_BYTES..];
+    check_labels(path, labels, classes)?;
+    Ok(labels.to_vec())
+}
+
+fn check_labels(path: &Path, labels: &[u8], classes: usize) -> Result<()> {
     if let Some((i, &bad)) = labels.iter().enumerate().find(|&(_, &l)| l as usize >= classes) {
         return Err(Error::bad_file(
             path,
             format!("label {i} is {bad}, but labels must lie in 0..={} ({classes} classes)", classes.saturating_sub(1)),
         ));
     }
-    Ok(labels.to_vec())
+    Ok(())
 }
 
 /// The big-endian u32 words of a header of `len` bytes.
@@ -252,6 +360,41 @@ mod tests {
         let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let _ = e.write_all(bytes);
         e.finish().unwrap_or_default()
+    }
+
+    /// Counts the compressed bytes a reader consumed.
+    struct Counting<'a>(&'a [u8], std::rc::Rc<std::cell::Cell<usize>>);
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.0.read(buf)?;
+            self.1.set(self.1.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_is_inflated_no_further_than_its_header_declares() {
+        let p = Path::new("bomb.gz");
+        // 200 gzip members of 4 MiB of zeros each (800 MiB inflated, ~800 KiB compressed), after a
+        // valid header declaring 2 images of 2x2 pixels: reading must stop after 16 + 8 + 1 bytes,
+        // within the decoder's 32 KiB input buffer.
+        let member = gzip(&vec![0u8; 4 << 20]);
+        let mut bomb = gzip(&image_file(2, 2, 2)[..IMAGE_HEADER_BYTES]);
+        for _ in 0..200 {
+            bomb.extend_from_slice(&member);
+        }
+        let used = std::rc::Rc::new(std::cell::Cell::new(0));
+        let mut stream = flate2::read::MultiGzDecoder::new(Counting(&bomb, used.clone()));
+        let e = read_images_from(p, &mut stream, true, None).unwrap_err().to_string();
+        assert!(e.contains("trailing bytes") && e.contains("2 images of 2x2"), "{e}");
+        assert!(used.get() <= 64 << 10, "read {} of {} compressed bytes", used.get(), bomb.len());
+        // A bomb of zeros has magic 0: refused after its header.
+        let used = std::rc::Rc::new(std::cell::Cell::new(0));
+        let zeros: Vec<u8> = (0..200).flat_map(|_| member.iter().copied()).collect();
+        let mut stream = flate2::read::MultiGzDecoder::new(Counting(&zeros, used.clone()));
+        let e = read_images_from(p, &mut stream, true, None).unwrap_err().to_string();
+        assert!(e.contains("bad magic number 0x00000000"), "{e}");
+        assert!(used.get() <= 64 << 10, "read {} of {} compressed bytes", used.get(), zeros.len());
     }
 
     #[test]

@@ -158,8 +158,9 @@ impl MnistTask {
     /// Loads the files in `cfg.dir` (the t10k files only when `cfg.use_test_for_eval`).
     pub fn new(cfg: &MnistConfig) -> Result<Self> {
         if cfg.max_train == Some(0) {
-            return Err(Error::invalid("max_train", 0, "must be at least 1"));
+            return Err(Error::invalid("--max-train", 0, "must be at least 1"));
         }
+        super::data_dir::check(&cfg.dir, &format!("{TRAIN_IMAGES}[.gz] and {TRAIN_LABELS}[.gz]"), DOWNLOAD_HINT)?;
         let train_images = find_file(&cfg.dir, TRAIN_IMAGES)?;
         let train_labels = find_file(&cfg.dir, TRAIN_LABELS)?;
         let mut all = load_split(&train_images, &train_labels)?;

@@ -5,6 +5,7 @@
 
 pub mod adding;
 pub mod copy;
+pub mod data_dir;
 pub mod idx;
 pub mod mnist;
 pub mod ptb;

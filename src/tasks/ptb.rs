@@ -179,10 +179,10 @@ impl PtbTask {
     /// Detects the file set in `cfg.dir` and loads the training and evaluation sentences.
     pub fn new(cfg: &PtbConfig) -> Result<Self> {
         if cfg.max_len == 0 {
-            return Err(Error::invalid("--max-len", 0, "must be at least 1"));
+            return Err(Error::invalid("--seq-len", 0, "the longest sentence kept must be at least 1 character"));
         }
         if cfg.max_train == Some(0) {
-            return Err(Error::invalid("max_train", 0, "must be at least 1"));
+            return Err(Error::invalid("--max-train", 0, "must be at least 1"));
         }
         let format = detect_format(&cfg.dir)?;
         let files = format.files();
@@ -290,6 +290,7 @@ impl Task for PtbTask {
 
 /// Character files if `ptb.char.train.txt` is present, else word files if `ptb.train.txt` is.
 pub fn detect_format(dir: &Path) -> Result<PtbFormat> {
+    super::data_dir::check(dir, &format!("{} or {}", CHAR_FILES[0], WORD_FILES[0]), DOWNLOAD_HINT)?;
     for format in [PtbFormat::Characters, PtbFormat::Words] {
         if dir.join(format.files()[0]).is_file() {
             return Ok(format);

@@ -17,6 +17,12 @@
 //! `optim_step`, `run` (the run specification as JSON: task, model, optimizer, batch, seed, ...),
 //! `model_counters` and `geodesic_counters` (JSON), `model` (the model name).
 //!
+//! # Validation
+//! [`load`] refuses integers that are not integers (`iter`, `optim_step`), counts out of range,
+//! a negative or non-finite `seconds`, and non-finite tensor values; [`restore`] refuses counters
+//! that do not fit the model and orthogonal factors (geodesic `U`, `V`, `W`; the expRNN/DTRIV base
+//! `B`) farther than [`ORTHOGONALITY_TOL`] from orthogonal.
+//!
 //! # Atomicity
 //! The file is written to `<path>.tmp`, flushed and fsynced, renamed over `<path>`, and the
 //! directory is fsynced: a reader (or a resumed run) sees either the previous checkpoint or the new
@@ -25,6 +31,7 @@
 use super::Trainer;
 use crate::backend::{Backend, Slice};
 use crate::error::{Error, Result};
+use crate::nn::Update;
 use crate::scalar::Scalar;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use std::collections::HashMap;
@@ -94,18 +101,27 @@ pub fn to_bytes<B: Backend>(t: &Trainer<'_, B>, run: &str) -> Result<Vec<u8>> {
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::bad_file("checkpoint", e.to_string()))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, directory fsync.
+/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, directory fsync. On failure
+/// the temporary file is removed and `path` is untouched.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    if path.is_dir() {
+        return Err(Error::bad_file(path, "is a directory; expected a file name"));
+    }
     let mut tmp = PathBuf::from(path);
     tmp.as_mut_os_string().push(".tmp");
-    {
+    let written = (|| {
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         f.write_all(bytes).map_err(|e| Error::io(&tmp, e))?;
         f.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(f);
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
     if let Ok(d) = std::fs::File::open(dir) {
         // Persist the rename; not all platforms can fsync a directory, which is not an error.
         let _ = d.sync_all();
@@ -133,8 +149,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     if format != FORMAT {
         return Err(bad(format!("format {format}, expected {FORMAT}")));
     }
-    let num =
-        |k: &str| -> Result<f64> { get(k)?.parse::<f64>().map_err(|_| bad(format!("metadata `{k}` is not a number"))) };
+    let count = |k: &str| -> Result<u64> {
+        let v = get(k)?;
+        v.trim().parse::<u64>().map_err(|_| bad(format!("metadata `{k}` is {v:?}, not a non-negative integer")))
+    };
+    let seconds = get("seconds")?;
+    let seconds = seconds
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| bad(format!("metadata `seconds` is {seconds:?}, not a finite number >= 0")))?;
     let mut tensors = HashMap::new();
     for (name, view) in st.tensors() {
         let data: Vec<f64> = match view.dtype() {
@@ -146,15 +171,33 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             }
             d => return Err(bad(format!("tensor {name} has dtype {d:?}; expected F32 or F64"))),
         };
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(bad(format!(
+                "tensor {name} holds a non-finite value ({}) at element {i}: the checkpoint is corrupt or was \
+                 written by a run that had already diverged",
+                data[i]
+            )));
+        }
         tensors.insert(name, (view.shape().to_vec(), data));
     }
     let parse = |k: &str| -> Result<serde_json::Value> {
         serde_json::from_str(&get(k)?).map_err(|e| bad(format!("metadata `{k}`: {e}")))
     };
+    let iter = usize::try_from(count("iter")?).map_err(|_| bad("metadata `iter` is out of range".into()))?;
+    if iter > crate::limits::MAX_ITERS {
+        return Err(bad(format!(
+            "metadata `iter` is {iter}, above the limit of {} iterations",
+            crate::limits::MAX_ITERS
+        )));
+    }
+    let optim_step = count("optim_step")?;
+    if optim_step > iter as u64 {
+        return Err(bad(format!("metadata `optim_step` is {optim_step}, more than the {iter} iterations done")));
+    }
     Ok(Checkpoint {
-        iter: num("iter")? as usize,
-        seconds: num("seconds")?,
-        optim_step: num("optim_step")? as u64,
+        iter,
+        seconds,
+        optim_step,
         run: get("run")?,
         model: get("model")?,
         tensors,
@@ -165,6 +208,56 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     })
 }
 
+/// How far from orthogonal (`max|M^T M - I|`) a stored orthogonal factor may be. The trainer keeps
+/// the drift under `32 eps` plus the growth between two checks (below `1e-5` in f32; see
+/// [`crate::linalg::cayley::DriftGuard`]); a damaged matrix is off by `O(1)`.
+pub const ORTHOGONALITY_TOL: f64 = 1e-3;
+
+/// `max|M^T M - I|` of the row-major `n x n` matrix `data`.
+pub fn orthogonality_drift(data: &[f64], n: usize) -> f64 {
+    if data.len() != n * n {
+        return f64::INFINITY;
+    }
+    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| data[i * n + j]);
+    let g = m.transpose() * &m;
+    let mut worst = 0.0f64;
+    for j in 0..n {
+        for i in 0..n {
+            let d = (g[(i, j)] - if i == j { 1.0 } else { 0.0 }).abs();
+            worst = if d.is_nan() { f64::INFINITY } else { worst.max(d) };
+        }
+    }
+    worst
+}
+
+/// Checks the stored counters against the trainer: one geodesic counter per parameter, present
+/// exactly for the geodesic ones, `repairs <= steps <= iter`; finite, non-negative model counters.
+fn check_counters<B: Backend>(t: &Trainer<'_, B>, ck: &Checkpoint, path: &Path) -> Result<()> {
+    let bad = |why: String| Error::bad_file(path, why);
+    let want = t.opt.geodesic_counters();
+    if ck.geodesic_counters.len() != want.len()
+        || ck.geodesic_counters.iter().zip(&want).any(|(a, b)| a.is_some() != b.is_some())
+    {
+        return Err(bad(format!(
+            "metadata `geodesic_counters` has {} entries ({} geodesic), but the model has {} parameters ({} geodesic)",
+            ck.geodesic_counters.len(),
+            ck.geodesic_counters.iter().flatten().count(),
+            want.len(),
+            want.iter().flatten().count()
+        )));
+    }
+    if let Some((steps, repairs)) = ck.geodesic_counters.iter().flatten().find(|(s, r)| r > s || *s > ck.iter) {
+        return Err(bad(format!(
+            "metadata `geodesic_counters` holds {steps} steps with {repairs} repairs after {} iterations",
+            ck.iter
+        )));
+    }
+    if let Some((name, v)) = ck.model_counters.iter().find(|(_, v)| !(v.is_finite() && *v >= 0.0)) {
+        return Err(bad(format!("metadata `model_counters` has {name} = {v}; counts are finite and >= 0")));
+    }
+    Ok(())
+}
+
 /// Loads a checkpoint's state into a trainer built from the same run specification.
 pub fn restore<B: Backend>(t: &mut Trainer<'_, B>, ck: &Checkpoint, path: &Path) -> Result<()> {
     let bad = |why: String| Error::bad_file(path, why);
@@ -172,6 +265,23 @@ pub fn restore<B: Backend>(t: &mut Trainer<'_, B>, ck: &Checkpoint, path: &Path)
         return Err(bad(format!("checkpoint of model {}, but the run builds {}", ck.model, t.model.name())));
     }
     let conv = |v: &[f64]| v.iter().map(|&x| B::Elem::of(x)).collect::<Vec<_>>();
+    check_counters(t, ck, path)?;
+    for p in t.model.params() {
+        let orthogonal = p.update == Update::Geodesic || (p.name == "B" && p.update == Update::Frozen);
+        if let (true, Some((shape, data))) = (orthogonal, ck.tensors.get(&p.name))
+            && let [n, m] = shape[..]
+            && n == m
+        {
+            let drift = orthogonality_drift(data, n);
+            if drift > ORTHOGONALITY_TOL {
+                return Err(bad(format!(
+                    "tensor {} must be orthogonal, but max|M^T M - I| = {drift:.3e} (tolerance {ORTHOGONALITY_TOL:e}): \
+                     the checkpoint is corrupt",
+                    p.name
+                )));
+            }
+        }
+    }
     let mut states = Vec::new();
     for p in t.model.params_mut() {
         let want = &p.shape;

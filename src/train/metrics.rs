@@ -1,11 +1,15 @@
 //! Metrics records: one JSON object per line, one line per evaluation.
 //!
-//! The schema is [`EvalRecord`]; optional fields are omitted when they do not apply. `ortho-rnn plot`
-//! and the experiment tables read these files back.
+//! The schema is [`EvalRecord`]; optional fields are omitted when they do not apply, and a
+//! non-finite number is written as `null` (JSON has no NaN), read back as NaN. `ortho-rnn plot`
+//! and the experiment tables read these files back with [`read_metrics_tolerant`]: a last line
+//! without its newline (a run killed, or a disk that filled, while writing it) is skipped and
+//! reported, any other malformed line is an error. On resume, [`truncate_after`] drops the records
+//! written after the checkpoint, atomically, so that no evaluation appears twice.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 
 /// One evaluation.
@@ -17,8 +21,10 @@ pub struct EvalRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub epoch: Option<f64>,
     /// Wall-clock seconds since the run started (training time, excluding evaluation).
+    #[serde(deserialize_with = "nan_if_null")]
     pub seconds: f64,
     /// Evaluation loss (mean per scored step; natural log for cross-entropy, squared error for MSE).
+    #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
     /// Mean training loss since the previous record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +65,11 @@ pub struct EvalRecord {
     pub grad_norms: Option<Vec<f64>>,
 }
 
+/// Reads a number written by `serde_json`, which writes NaN and infinities as `null`.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+}
+
 /// Appends records to a JSON-lines file, flushing after every record so a killed run keeps them.
 pub struct MetricsWriter {
     file: std::io::BufWriter<std::fs::File>,
@@ -83,23 +94,96 @@ impl MetricsWriter {
 
     /// Writes one record as a line.
     pub fn write(&mut self, rec: &EvalRecord) -> Result<()> {
-        let line = serde_json::to_string(rec).map_err(|e| Error::bad_file(&self.path, e.to_string()))?;
-        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
+        let mut line = serde_json::to_string(rec).map_err(|e| Error::bad_file(&self.path, e.to_string()))?;
+        line.push('\n');
+        // One write of the whole line, so that a record is either complete or a truncated last line.
+        self.file.write_all(line.as_bytes()).and_then(|_| self.file.flush()).map_err(|e| Error::io(&self.path, e))
     }
 }
 
-/// Reads every record of a metrics file; a malformed line is an error naming the line.
+/// Reads every record of a metrics file; a malformed line, the last one included, is an error
+/// naming the line.
 pub fn read_metrics(path: &Path) -> Result<Vec<EvalRecord>> {
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut out = Vec::new();
-    for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| Error::io(path, e))?;
+    let read = read_metrics_tolerant(path)?;
+    match read.truncated_last_line {
+        Some(n) => Err(Error::bad_file(path, format!("line {n}: incomplete last line (no newline, not a record)"))),
+        None => Ok(read.records),
+    }
+}
+
+/// The records of a metrics file read by [`read_metrics_tolerant`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricsRead {
+    pub records: Vec<EvalRecord>,
+    /// The 1-based number of a last line that has no newline and does not parse, skipped.
+    pub truncated_last_line: Option<usize>,
+}
+
+/// Reads every record of a metrics file, skipping an incomplete last line (no trailing newline and
+/// not a record: the writer stopped in the middle of it). Any other malformed line is an error
+/// naming the line.
+pub fn read_metrics_tolerant(path: &Path) -> Result<MetricsRead> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let complete = bytes.ends_with(b"\n");
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = MetricsRead::default();
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        let rec = serde_json::from_str(&line)
-            .map_err(|e| Error::bad_file(path, format!("line {}: not a metrics record: {e}", i + 1)))?;
-        out.push(rec);
+        match serde_json::from_str(line) {
+            Ok(rec) => out.records.push(rec),
+            Err(_) if i + 1 == lines.len() && !complete => out.truncated_last_line = Some(i + 1),
+            Err(e) => {
+                return Err(Error::bad_file(path, format!("line {}: not a metrics record: {e}", i + 1)));
+            }
+        }
     }
     Ok(out)
+}
+
+/// Keeps the complete records of `path` up to iteration `iter` (a checkpoint's) and drops the
+/// rest, rewriting the file atomically; a missing file is left missing.
+pub fn truncate_after(path: &Path, iter: usize) -> Result<()> {
+    let text = match std::fs::read(path) {
+        Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path, e)),
+    };
+    let mut kept = String::new();
+    for line in text.split_inclusive('\n').filter(|l| l.ends_with('\n')) {
+        if serde_json::from_str::<EvalRecord>(line).is_ok_and(|r| r.iter <= iter) {
+            kept.push_str(line);
+        }
+    }
+    super::checkpoint::write_atomic(path, kept.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncated_last_line_is_skipped_and_resume_truncation_keeps_complete_early_records() {
+        let dir = std::env::temp_dir().join(format!("ortho-rnn-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("m.jsonl");
+        let rec =
+            |i: usize, loss: f64| serde_json::to_string(&EvalRecord { iter: i, loss, ..Default::default() }).unwrap();
+        let text = format!("{}\n{}\n{}\n{}", rec(10, 1.0), rec(20, f64::NAN), rec(30, 0.5), &rec(40, 0.4)[..9]);
+        std::fs::write(&p, &text).unwrap();
+        let r = read_metrics_tolerant(&p).unwrap();
+        assert_eq!(r.records.len(), 3);
+        assert!(r.records[1].loss.is_nan(), "null reads back as NaN");
+        assert_eq!(r.truncated_last_line, Some(4));
+        assert!(read_metrics(&p).unwrap_err().to_string().contains("line 4"));
+        std::fs::write(&p, format!("{}\nnot json\n{}\n", rec(10, 1.0), rec(20, 1.0))).unwrap();
+        assert!(read_metrics_tolerant(&p).unwrap_err().to_string().contains("line 2"));
+        std::fs::write(&p, &text).unwrap();
+        truncate_after(&p, 20).unwrap();
+        let r = read_metrics_tolerant(&p).unwrap();
+        assert_eq!(r.records.iter().map(|r| r.iter).collect::<Vec<_>>(), [10, 20]);
+        assert_eq!(r.truncated_last_line, None);
+    }
 }

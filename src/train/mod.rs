@@ -9,7 +9,10 @@
 pub mod bench;
 pub mod build;
 pub mod checkpoint;
+pub mod divergence;
+pub mod memory;
 pub mod metrics;
+pub mod outputs;
 pub mod progress;
 
 use crate::backend::Backend;
@@ -111,6 +114,9 @@ pub struct Summary {
     /// Training seconds (excluding evaluation).
     pub seconds: f64,
     pub ms_per_iter: f64,
+    /// Why the run counts as diverged ([`divergence`]), set by the caller that watched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub diverged: Option<String>,
 }
 
 /// Evaluation of a model on a task's held-out set.
@@ -190,7 +196,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
         Error::NonFiniteLoss {
             iter: self.iter + 1,
             value,
-            last_finite: self.last_finite.map_or("none (the first iteration failed)".into(), |v| format!("{v:.6}")),
+            last_finite: match (self.last_finite, self.iter) {
+                (Some(v), _) => format!("{v:.6}"),
+                (None, 0) => "none (the first iteration failed)".into(),
+                (None, i) => format!("none in this process, which resumed at iteration {i}"),
+            },
         }
     }
 
@@ -293,6 +303,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             baseline: self.task.baseline().loss,
             seconds: self.prior_seconds + self.elapsed,
             ms_per_iter: if done > 0 { 1e3 * self.elapsed / done as f64 } else { 0.0 },
+            diverged: None,
         })
     }
 }
