@@ -6,6 +6,29 @@
 //! - Glorot normal: entries `N(0, 2 / (fan_in + fan_out))`.
 //! - Identity (Le et al. 2015's IRNN).
 //! - Henaff et al. 2016: block-diagonal 2x2 rotations with angles uniform in `(-pi, pi)`.
+//! - Dense input and readout matrices: [`DenseInit`] (`--init-in`, `--init-out`).
+//!
+//! # Every parameter's starting point, per model
+//!
+//! | model | parameter | starts from | source |
+//! |---|---|---|---|
+//! | every RNN | `W_in [n, in]` | Glorot normal (`--init-in`) | our choice (the papers do not say; the expRNN/DTRIV code uses He normal: `--init-in he-normal`) |
+//! | every RNN | `b [n]` | 0 | our choice (the expRNN code has no input bias; its modReLU bias plays that part) |
+//! | every RNN | `W_o [out, n]` | Glorot normal (`--init-out`) | our choice (expRNN/DTRIV code: He normal, `--init-out he-normal`) |
+//! | every RNN | `b_o [out]` | 0 | the expRNN code (`constant_(0)`) |
+//! | PReLU | `prelu_slope` | 0.7 (`--prelu-slope`) | Vorontsov et al., appendix |
+//! | modReLU | `modrelu_bias [n]` | `U[-0.01, 0.01)` | the expRNN code (`modrelu.reset_parameters`) |
+//! | `rnn` | `W` | Haar orthogonal times `--gain` (or `--init glorot/identity/henaff`) | Vorontsov et al. §3; Hlav 2019 (gain) |
+//! | `factorized` | `U`, `V` | two independent Haar orthogonal matrices (or identity/henaff) | Vorontsov et al. ("orthogonally initialized") |
+//! | `factorized` | `p` (margin) / `s` (no margin) | `p = 0`, i.e. `s = 1`; `s = 1`; with `--init glorot`: `U, s, V` from the SVD of a Glorot-normal `W` | Vorontsov et al. (Tables 1-4's "Glorot" rows) |
+//! | `orthogonal` | `W` | Haar orthogonal | Wisdom et al. 2016 / Vorontsov et al. |
+//! | `scornn` | `A` | Cayley init: 2x2 blocks `[[0, a], [-a, 0]]`, `a = sqrt((1 - cos t) / (1 + cos t))`, `t ~ U[0, pi/2]`; `D`: the first `--neg` (default `n/2`) entries -1 | Helfrich et al. 2018 |
+//! | `exprnn` | `A`, `B` | Cayley init (`--init henaff`: angles `U(-pi, pi)`, the expRNN copy script's default); `B = I` | Lezcano-Casado and Martinez-Rubio 2019 and their code |
+//! | `dtriv` | `A`, `B` | `B = exp(A_0)` with `A_0` as for `exprnn`, then `A = 0` | Lezcano-Casado 2019 (the algorithm starts at `0` of the tangent space) and the code |
+//! | `lstm` | `W_in`, `W_h`, `b`, `peep`, `W_o`, `b_o` | Glorot normal; four Haar orthogonal blocks; 0 except the forget gate's 1; 0; Glorot normal; 0 | Vorontsov et al. §3 (peepholes, orthogonal, forget bias 1) |
+//!
+//! The Cayley blocks' sign is the opposite of the expRNN code's `cayley_init_` (`a <= 0` there):
+//! the two are the same distribution of networks up to swapping the two units of each pair.
 
 use crate::error::{Error, Result};
 use rand::RngExt;
@@ -65,6 +88,12 @@ impl DenseInit {
             DenseInit::TorchDefault => uniform(rng, 1.0 / fan_in.sqrt()),
         }
     }
+}
+
+/// The modReLU biases: uniform in `[-0.01, 0.01)`, as the expRNN reference code initializes them
+/// (`modrelu.reset_parameters`); zero biases would make modReLU the identity at the start.
+pub fn modrelu_bias(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-0.01..0.01)).collect()
 }
 
 /// `rows * cols` standard normal samples.

@@ -124,7 +124,7 @@ impl<B: Backend> Rnn<B> {
                 Some(params.len() - 1)
             }
             Activation::Modrelu => {
-                params.push(Param::new(b, "modrelu_bias", &[n], &vec![0.0; n], Update::Euclidean)?);
+                params.push(Param::new(b, "modrelu_bias", &[n], &init::modrelu_bias(rng, n), Update::Euclidean)?);
                 Some(params.len() - 1)
             }
             _ => None,
