@@ -305,3 +305,58 @@ fn the_command_line_dump_holds_the_same_trajectory() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn keep_best_writes_the_checkpoint_of_the_best_evaluation() {
+    // SGD 0.5 on a tiny copy task: the best evaluation (iteration 80) is not the last one.
+    use ortho_rnn::optim::OptimConfig;
+    use ortho_rnn::tasks::{TaskKind, TaskSpec};
+    use ortho_rnn::train::build::ModelSpec;
+    use ortho_rnn::train::checkpoint;
+    let dir = std::env::temp_dir().join(format!("ortho-rnn-keep-best-{}", std::process::id()));
+    let best_path = dir.join("run.best.safetensors");
+    let run = RunSpec {
+        task: TaskSpec::synthetic(TaskKind::Copy, 5, 1),
+        model: ModelSpec::of(ModelKind::Rnn, 8),
+        optim: OptimConfig {
+            rule: OptimRule::Sgd { momentum: 0.0, nesterov: false },
+            lr: 0.5,
+            geo_lr: 0.0,
+            clip: None,
+            weight_decay: 0.0,
+        },
+        batch: 50,
+        seed: 1,
+        eval_every: 20,
+        iters: 200,
+    };
+    let json = serde_json::to_string(&run).unwrap();
+    let b = Cpu::<f32>::new(1);
+    let task = run.task.build().unwrap();
+    let cfg = |iters| TrainConfig {
+        iters,
+        batch: run.batch,
+        eval_every: run.eval_every,
+        seed: run.seed,
+        metrics: None,
+        record_grad_norms: false,
+        diagnostics: false,
+        progress: Mode::Quiet,
+        checkpoint: None,
+    };
+    let model = run.model.build(&b, task.as_ref(), run.seed).unwrap();
+    let mut t = Trainer::new(&b, model, run.optim, task.as_ref(), cfg(run.iters)).unwrap();
+    t.keep_best = Some((best_path.clone(), json.clone()));
+    let summary = t.run(|_, _| Ok(())).unwrap();
+    let best = summary.best.expect("a best evaluation");
+    assert!(best.iter < run.iters && best.accuracy > summary.accuracy, "{best:?} vs final {:?}", summary.accuracy);
+    // The file holds the weights of that evaluation: restored, they evaluate to the same loss.
+    let ck = checkpoint::load(&best_path).unwrap();
+    assert_eq!((ck.iter, ck.best), (best.iter, Some(best)));
+    let model = run.model.build(&b, task.as_ref(), run.seed).unwrap();
+    let mut t = Trainer::new(&b, model, run.optim, task.as_ref(), cfg(run.iters)).unwrap();
+    checkpoint::restore(&mut t, &ck, &best_path).unwrap();
+    let st = ortho_rnn::train::evaluate(t.model.as_mut(), task.as_ref(), run.batch).unwrap();
+    assert_eq!(st.loss, best.loss);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
