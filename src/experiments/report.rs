@@ -35,7 +35,7 @@ impl RunResult<'_> {
     /// The training summary, when the run finished.
     pub fn summary(&self) -> Option<&crate::train::Summary> {
         match &self.state {
-            RunState::Finished(Ok(Finished::Train(s))) => Some(s),
+            RunState::Finished(Ok(Finished::Train(s))) => Some(s.as_ref()),
             _ => None,
         }
     }
