@@ -307,3 +307,38 @@ fn plot_redraws_an_experiment_directory_from_its_metrics() {
     cleanup(&empty);
     cleanup(&root);
 }
+
+#[test]
+fn seeds_report_medians_and_ranges_and_plot_bands() {
+    // Two seeds per cell: each cell's row shows `median [min, max]`, the CSV has one row per run
+    // with its seed, the curves are medians with a band; a third seed later runs only the new runs.
+    let out = scratch("seeds");
+    let dir = out.to_str().unwrap();
+    let r = ortho_rnn(&["experiment", "adding-margins", "--smoke", "--seeds", "2", "--quiet", "--out", dir]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let settings = |seeds| Settings { size: Size::Smoke, out: out.clone(), seeds: Some(seeds), ..Default::default() };
+    let plan = experiments::find("adding-margins").unwrap().plan(&settings(2)).unwrap();
+    let single = experiments::find("adding-margins").unwrap().plan(&settings(1)).unwrap();
+    assert_eq!(plan.runs.len(), 2 * single.runs.len());
+    let md = std::fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("(2 seeds)") && md.contains("median over the seeds"), "{md}");
+    let row = md.lines().find(|l| l.contains("(2 seeds)")).unwrap();
+    assert!(row.contains(" [") && row.contains("2 finished"), "{row}");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().contains(",seed,"));
+    assert_eq!(csv.lines().count(), 1 + plan.runs.len());
+    assert!(csv.lines().any(|l| l.contains("_seed2,") && l.contains(",2,")), "seed 2 rows name their seed");
+    let svg = std::fs::read_dir(out.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("_mse.svg"))
+        .expect("an MSE figure");
+    let svg = std::fs::read_to_string(svg).unwrap();
+    assert!(svg.contains("median of 2") && svg.contains("<polygon"), "median curves with bands");
+    // Seeds 1 and 2 stay done: a third seed runs only its own runs.
+    let r = ortho_rnn(&["experiment", "adding-margins", "--smoke", "--seeds", "3", "--quiet", "--out", dir]);
+    assert!(r.status.success(), "{}", text(&r.stderr));
+    let stdout = text(&r.stdout);
+    assert!(stdout.contains(&format!("{} ran, {} skipped", single.runs.len(), 2 * single.runs.len())), "{stdout}");
+    cleanup(&out);
+}

@@ -13,7 +13,7 @@ use rand_chacha::ChaCha8Rng;
 fn check(n: usize, inp: usize, t: usize, bs: usize, loss: LossKind) {
     let b = B64::new(1);
     let mut rng = ChaCha8Rng::seed_from_u64(n as u64);
-    let mut m = Lstm::new(&b, inp, n, loss, None, &mut rng).unwrap();
+    let mut m = Lstm::new(&b, inp, n, loss, None, Default::default(), &mut rng).unwrap();
     // Non-zero peepholes so that their paths through c_{t-1} and c_t are exercised.
     let p = m.params_mut().iter_mut().find(|p| p.name == "peep").unwrap();
     let v: Vec<f64> = (0..3 * n).map(|i| 0.3 * ((i as f64) * 0.7).sin()).collect();

@@ -25,6 +25,8 @@ fn build(act: Activation, n: usize, inp: usize, loss: LossKind, regs: Regularize
         prelu_slope: 0.7,
         prelu_trainable: true,
         regs,
+        init_in: Default::default(),
+        init_out: Default::default(),
     };
     let mut m = Rnn::new(&b, cfg, &mut rng, Box::new(Free), Free::params(&b, n, &w0).unwrap()).unwrap();
     // Non-trivial modReLU biases, so that their gradient is exercised on both sides of the dead zone.

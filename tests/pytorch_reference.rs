@@ -129,6 +129,8 @@ fn elman_rnn_matches_pytorch() {
         prelu_slope: 0.7,
         prelu_trainable: false,
         regs: Regularizers::default(),
+        init_in: Default::default(),
+        init_out: Default::default(),
     };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let tp = Free::params(&b, n, &det(n * n, 2.0)).unwrap();

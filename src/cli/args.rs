@@ -5,7 +5,7 @@ use clap::{Args, ValueEnum};
 use ortho_rnn::backend::{Activation, OptimRule};
 use ortho_rnn::device::DeviceKind;
 use ortho_rnn::error::{Error, Result};
-use ortho_rnn::nn::init::RecurrentInit;
+use ortho_rnn::nn::init::{DenseInit, RecurrentInit};
 use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::optim::regularize::Regularizers;
 use ortho_rnn::param::factorized::Spectrum;
@@ -85,6 +85,13 @@ pub struct ModelArgs {
     /// Weight decay (on the composite recurrent matrix and the input/output matrices).
     #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = bounds::non_negative)]
     pub weight_decay: f64,
+    /// Initialization of the input matrix W_in (he-normal: the expRNN/DTRIV code's; torch-default:
+    /// torch.nn.Linear's).
+    #[arg(long, value_enum, default_value = "glorot-normal")]
+    pub init_in: DenseInit,
+    /// Initialization of the readout matrix W_o.
+    #[arg(long, value_enum, default_value = "glorot-normal")]
+    pub init_out: DenseInit,
 }
 
 /// Optimizer flags.
@@ -248,6 +255,8 @@ impl ModelArgs {
             spectrum: Spectrum::from_margin(margin)?,
             neg: self.neg,
             k,
+            init_in: self.init_in,
+            init_out: self.init_out,
         };
         if self.prelu_fixed && spec.activation != Activation::Prelu {
             return Err(Error::Inapplicable {

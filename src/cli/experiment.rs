@@ -36,6 +36,10 @@ pub struct ExperimentArgs {
     /// No progress bars (one line per run is still printed).
     #[arg(long)]
     pub quiet: bool,
+    /// Runs per cell, with seeds 1..=N; tables report the median and range, plots the median with
+    /// a band [default: 1 with --smoke, 3 with --quick, 5 with --full].
+    #[arg(long)]
+    pub seeds: Option<usize>,
 }
 
 impl ExperimentArgs {
@@ -97,6 +101,7 @@ pub fn run(a: ExperimentArgs) -> Result<()> {
         data: a.data.clone(),
         dataset_name: a.dataset_name.clone(),
         out: a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&a.name)),
+        seeds: a.seeds,
     };
     let opts = runner::Options { device: a.device.device, threads: a.device.threads, quiet: a.quiet };
     let mut log = |line: &str| println!("{line}");

@@ -8,6 +8,8 @@ mod resume;
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
 use ortho_rnn::backend::Backend;
+use ortho_rnn::backend::cpu::Cpu;
+use ortho_rnn::device::DeviceKind;
 use ortho_rnn::device::{BackendJob, dispatch};
 use ortho_rnn::error::{Error, Result};
 use ortho_rnn::limits;
@@ -18,6 +20,8 @@ use ortho_rnn::train::checkpoint::{self, Checkpoint};
 use ortho_rnn::train::divergence::{self, DivergenceWatch};
 use ortho_rnn::train::memory::{self, TaskDims};
 use ortho_rnn::train::progress::Mode;
+use ortho_rnn::train::spikes::{SpikeConfig, SpikeDetector};
+use ortho_rnn::train::trajectory::{DumpConfig, Recorder};
 use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer, bench, metrics, outputs};
 use std::path::{Path, PathBuf};
 
@@ -128,6 +132,34 @@ struct TrainArgs {
     /// The flags given on the command line (clap ids), for --resume.
     #[arg(skip)]
     explicit: Vec<String>,
+    /// Also keep the checkpoint of the best evaluation, as <checkpoint>.best.safetensors (written
+    /// atomically whenever an evaluation beats the best so far).
+    #[arg(long, requires = "checkpoint")]
+    keep_best: bool,
+    /// Report a gradient-norm spike when the norm exceeds this many times its running median.
+    #[arg(long, default_value_t = 10.0)]
+    spike_factor: f64,
+    /// Write the initial weights, the batches and, per iteration, loss, gradient norm and the
+    /// parameters after the update into this directory (safetensors), for a step-by-step replay by
+    /// tools/torch_replay.py.
+    #[arg(long, value_name = "DIR")]
+    dump_trajectory: Option<PathBuf>,
+    /// With --dump-trajectory: how many iterations to record [default: min(--iters, 100)].
+    #[arg(long, requires = "dump_trajectory")]
+    dump_iters: Option<usize>,
+    /// With --dump-trajectory: store the parameters after every this-many iterations.
+    #[arg(long, default_value_t = 1, requires = "dump_trajectory")]
+    dump_params_every: usize,
+    /// Element type of training: f64 runs on the CPU only (slower; for comparisons with references).
+    #[arg(long, value_enum, default_value = "f32")]
+    dtype: DtypeArg,
+}
+
+/// `--dtype`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DtypeArg {
+    F32,
+    F64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -201,6 +233,9 @@ struct TrainJob {
     run: RunSpec,
     cfg: TrainConfig,
     resume: Option<(Checkpoint, PathBuf)>,
+    keep_best: Option<PathBuf>,
+    spike_factor: f64,
+    dump: Option<DumpConfig>,
 }
 
 impl BackendJob for TrainJob {
@@ -212,6 +247,16 @@ impl BackendJob for TrainJob {
         if let Some((ck, path)) = &self.resume {
             checkpoint::restore(&mut trainer, ck, path)?;
         }
+        let run_json =
+            || serde_json::to_string(&self.run).map_err(|e| Error::invalid("run", "specification", e.to_string()));
+        if let Some(path) = self.keep_best {
+            trainer.keep_best = Some((path, run_json()?));
+        }
+        trainer.spikes =
+            SpikeDetector::new(SpikeConfig { factor: self.spike_factor, ..Default::default() }, task.baseline().loss);
+        if let Some(dump) = self.dump {
+            trainer.trajectory = Some(Recorder::new(b, dump, &self.run, trainer.model.params())?);
+        }
         let mut watch = DivergenceWatch::new(divergence::reference(task.as_ref()));
         let mut summary = trainer.run(|_, rec| {
             watch.observe(rec.iter, rec.loss);
@@ -221,6 +266,9 @@ impl BackendJob for TrainJob {
             watch.observe(summary.iters, summary.loss);
         }
         summary.diverged = watch.verdict();
+        if let Some(rec) = &trainer.trajectory {
+            println!("trajectory of {} iterations in {}", rec.recorded(), rec.dir().display());
+        }
         Ok(summary)
     }
 }
@@ -365,7 +413,45 @@ fn train(a: TrainArgs) -> Result<()> {
         progress: if a.quiet { Mode::Quiet } else { Mode::Auto },
         checkpoint,
     };
-    let summary = dispatch(a.device.device, a.device.threads, TrainJob { run, cfg, resume })?;
+    if !(a.spike_factor.is_finite() && a.spike_factor > 1.0) {
+        return Err(Error::invalid("--spike-factor", a.spike_factor, "must be a finite number above 1 (e.g. 10)"));
+    }
+    let dump = match &a.dump_trajectory {
+        Some(dir) => {
+            if resume.is_some() {
+                return Err(Error::Inapplicable {
+                    flag: "--dump-trajectory",
+                    context: "--resume".into(),
+                    hint: "a trajectory starts from the initial weights; dump a run from its start".into(),
+                });
+            }
+            Some(DumpConfig {
+                dir: dir.clone(),
+                iters: a.dump_iters.unwrap_or(run.iters.min(100)),
+                params_every: a.dump_params_every,
+            })
+        }
+        None => None,
+    };
+    let keep_best = match (a.keep_best, &a.checkpoint) {
+        (true, Some(path)) => Some(best_path(path)),
+        _ => None,
+    };
+    let job = TrainJob { run, cfg, resume, keep_best, spike_factor: a.spike_factor, dump };
+    let summary = match a.dtype {
+        DtypeArg::F32 => dispatch(a.device.device, a.device.threads, job)?,
+        DtypeArg::F64 if a.device.device == DeviceKind::Cpu => {
+            let b: Cpu<f64> = if a.device.threads == 0 { Cpu::default() } else { Cpu::new(a.device.threads) };
+            job.run(&b)?
+        }
+        DtypeArg::F64 => {
+            return Err(Error::Inapplicable {
+                flag: "--dtype f64",
+                context: format!("--device {:?}", a.device.device).to_lowercase(),
+                hint: "f64 training runs on the CPU backend only; use --device cpu".into(),
+            });
+        }
+    };
     print_summary(&summary, a.json);
     match &summary.diverged {
         Some(why) if !a.allow_divergence => Err(Error::Diverged(format!(
@@ -373,6 +459,13 @@ fn train(a: TrainArgs) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// `run.safetensors` -> `run.best.safetensors`.
+fn best_path(checkpoint: &std::path::Path) -> PathBuf {
+    let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned());
+    let ext = checkpoint.extension().map_or("safetensors".into(), |s| s.to_string_lossy().into_owned());
+    checkpoint.with_file_name(format!("{stem}.best.{ext}"))
 }
 
 fn print_summary(s: &Summary, json: bool) {
@@ -393,6 +486,19 @@ fn print_summary(s: &Summary, json: bool) {
     );
     if let Some(why) = &s.diverged {
         println!("DIVERGED: {why}");
+    }
+    if let Some(b) = &s.best {
+        println!(
+            "best evaluation at iteration {}: loss {:.5}{}{}",
+            b.iter,
+            b.loss,
+            b.accuracy.map_or(String::new(), |a| format!(", accuracy {a:.4}")),
+            b.bpc.map_or(String::new(), |v| format!(", {v:.4} bits/char")),
+        );
+    }
+    let spikes = ortho_rnn::train::spikes::describe(&s.spikes);
+    if !spikes.is_empty() {
+        println!("{spikes}");
     }
     if json {
         println!("{}", serde_json::to_string(s).unwrap_or_default());

@@ -56,6 +56,7 @@ fn dtriv(cx: &Context, e: &Experiment) -> Result<Plan> {
         Measure::FinalAccuracy,
         Measure::BestAccuracy,
         Measure::Reached(Criterion::AccuracyAtLeast(0.99)),
+        Measure::Spikes,
     ];
     plan.paper_columns = vec!["paper: TIMIT test MSE (poster table; another task)".into()];
     plan.protocol = vec![

@@ -28,6 +28,7 @@ pub mod paper;
 pub mod plots;
 pub mod report;
 pub mod runner;
+pub mod seeds;
 pub mod spec;
 
 mod manifold;
@@ -51,6 +52,8 @@ pub struct Settings {
     pub dataset_name: Option<String>,
     /// Output directory.
     pub out: PathBuf,
+    /// `--seeds`: runs per cell ([`seeds`]; `None`: [`Size::default_seeds`]).
+    pub seeds: Option<usize>,
 }
 
 /// One run of a plan: its specification and the paper's values for its row.
@@ -254,7 +257,15 @@ impl Experiment {
     /// validates the runs. Touches no file.
     pub fn plan(&self, settings: &Settings) -> Result<Plan> {
         let data = data::resolve(self, settings)?;
-        self.plan_with(settings.size, data)
+        self.plan_with_seeds(settings.size, data, settings.seeds.unwrap_or(settings.size.default_seeds()))
+    }
+
+    /// The plan with each cell run with `seeds` seeds ([`seeds::replicate`]).
+    pub fn plan_with_seeds(&self, size: Size, data: Option<DataSource>, seeds: usize) -> Result<Plan> {
+        let mut plan = (self.build)(&Context { size, data }, self)?;
+        seeds::replicate(&mut plan, seeds)?;
+        plan.validate()?;
+        Ok(plan)
     }
 
     /// The plan with a given data source (`experiment list` uses a placeholder).
@@ -269,8 +280,14 @@ impl Experiment {
         let mut out = Vec::new();
         for size in Size::ALL {
             let data = self.needs.map(|k| DataSource::placeholder(k, size));
-            let plan = self.plan_with(size, data)?;
-            out.push(format!("{:<5} {}", size.as_str(), plan.size_summary()));
+            let seeds = size.default_seeds();
+            let plan = self.plan_with_seeds(size, data, seeds)?;
+            out.push(format!(
+                "{:<5} {} ({seeds} seed{} per cell)",
+                size.as_str(),
+                plan.size_summary(),
+                if seeds == 1 { "" } else { "s" }
+            ));
         }
         Ok(out)
     }

@@ -13,8 +13,8 @@ use super::report::RunResult;
 use super::runner::RunState;
 use super::spec::{Job, slug};
 use crate::plot::{
-    Baseline, CurveOptions, HeatmapOptions, Metric, PLOTS_SUBDIR, SpectrumOptions, plot_curves, plot_grad_norm_heatmap,
-    plot_singular_values,
+    Baseline, CurveOptions, HeatmapOptions, Metric, PLOTS_SUBDIR, SpectrumOptions, plot_curve_bands, plot_curves,
+    plot_grad_norm_heatmap, plot_singular_values,
 };
 use crate::tasks::TaskKind;
 use crate::train::metrics::EvalRecord;
@@ -81,6 +81,20 @@ pub fn draw(plan: &Plan, out: &Path, results: &[RunResult]) -> (Vec<String>, Vec
             continue;
         }
         let runs: Vec<(String, Vec<EvalRecord>)> = rows.iter().map(|r| (legend(r), r.records.clone())).collect();
+        // Several seeds per cell: the median with a band from the minimum to the maximum.
+        let cells = super::seeds::cells(&rows, |r| r.run.config.label.as_str());
+        let seeded = cells.iter().any(|c| c.len() > 1);
+        let cell_runs: Vec<(String, Vec<Vec<EvalRecord>>)> = cells
+            .iter()
+            .map(|c| {
+                let diverged = c.iter().filter(|r| matches!(r.state, RunState::Diverged(_))).count();
+                let mut label = c[0].run.config.label.clone();
+                if diverged > 0 {
+                    label.push_str(&format!(" ({diverged} diverged)"));
+                }
+                (label, c.iter().map(|r| r.records.clone()).collect())
+            })
+            .collect();
         for metric in [Metric::Accuracy, Metric::Loss, Metric::Mse, Metric::Bpc] {
             let has = runs.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
             if !has {
@@ -100,7 +114,12 @@ pub fn draw(plan: &Plan, out: &Path, results: &[RunResult]) -> (Vec<String>, Vec
             } else {
                 format!("{}, {group}: {}", plan.name, metric.axis_label())
             };
-            match plot_curves(&runs, metric, &dir, &stem, &title, &opts) {
+            let drawn = if seeded {
+                plot_curve_bands(&cell_runs, metric, &dir, &stem, &title, &opts)
+            } else {
+                plot_curves(&runs, metric, &dir, &stem, &title, &opts)
+            };
+            match drawn {
                 Ok(p) => written.extend(relative(out, p)),
                 Err(e) => warnings.push(format!("{stem}: {e}")),
             }

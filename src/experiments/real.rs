@@ -80,7 +80,8 @@ fn mnist_like(
     let task = file_task(kind, &data.dir, None, max_train);
     let mut plan = Plan::new(e, size, Some(data));
     plan.spectrum_plots = true;
-    plan.measures = vec![Measure::BestAccuracy, Measure::FinalAccuracy, Measure::FinalLoss, Measure::FinalSvRange];
+    plan.measures =
+        vec![Measure::BestAccuracy, Measure::FinalAccuracy, Measure::FinalLoss, Measure::FinalSvRange, Measure::Spikes];
     plan.paper_columns = vec![format!("paper: test acc % ({table_name})")];
     let variant = if kind == TaskKind::Pmnist { "permuted" } else { "ordered" };
     plan.protocol = vec![
@@ -146,7 +147,13 @@ fn ptb_margins(cx: &Context, e: &Experiment) -> Result<Plan> {
     let optim = Optim { lr: 1e-3, clip: Some(30.0), ..spec::vorontsov(size) };
     let mut plan = Plan::new(e, size, Some(data.clone()));
     plan.spectrum_plots = true;
-    plan.measures = vec![Measure::BestAccuracy, Measure::BpcAtBestAccuracy, Measure::FinalBpc, Measure::FinalAccuracy];
+    plan.measures = vec![
+        Measure::BestAccuracy,
+        Measure::BpcAtBestAccuracy,
+        Measure::FinalBpc,
+        Measure::FinalAccuracy,
+        Measure::Spikes,
+    ];
     plan.paper_columns = vec!["paper: test bpc (Tables 3/4)".into(), "paper: test acc % (Tables 3/4)".into()];
     plan.protocol = vec![
         "Paper (§3.1.2): one sentence per sequence, 49 symbols, next-character prediction; factorized RNN with \
@@ -229,7 +236,8 @@ fn gain_reg(cx: &Context, e: &Experiment) -> Result<Plan> {
     let task = file_task(TaskKind::MnistRows, &data.dir, None, None);
     let mut plan = Plan::new(e, size, Some(data));
     plan.spectrum_plots = true;
-    plan.measures = vec![Measure::BestAccuracy, Measure::FinalAccuracy, Measure::FinalLoss, Measure::FinalSvRange];
+    plan.measures =
+        vec![Measure::BestAccuracy, Measure::FinalAccuracy, Measure::FinalLoss, Measure::FinalSvRange, Measure::Spikes];
     plan.paper_columns = vec!["paper (Hlav 2019, Figure 8)".into()];
     plan.protocol = vec![
         "Paper (§5): row-wise sequential MNIST (28 steps of 28 pixels), a many-to-one Elman RNN with 64 hidden \

@@ -35,7 +35,7 @@ impl RunResult<'_> {
     /// The training summary, when the run finished.
     pub fn summary(&self) -> Option<&crate::train::Summary> {
         match &self.state {
-            RunState::Finished(Ok(Finished::Train(s))) => Some(s),
+            RunState::Finished(Ok(Finished::Train(s))) => Some(s.as_ref()),
             _ => None,
         }
     }
@@ -175,7 +175,61 @@ fn measure(m: Measure, r: &RunResult) -> Option<Value> {
         Measure::MedianMs => r.bench().map(|b| Value::Num(b.median_ms)),
         Measure::MinMs => r.bench().map(|b| Value::Num(b.min_ms)),
         Measure::Seconds => r.summary().map(|s| Value::Num(s.seconds)),
+        Measure::Spikes => (!r.records.is_empty()).then(|| Value::Iter(r.records.iter().map(|x| x.spikes.len()).sum())),
     }
+}
+
+/// A measure over the runs of one cell (several seeds): `median [min, max]`, with `never` for a
+/// criterion some runs did not reach and `(k of n)` when only `k` runs have a value.
+fn cell_markdown(m: Measure, cell: &[&RunResult]) -> String {
+    let values: Vec<Value> = cell.iter().filter_map(|r| measure(m, r)).collect();
+    if values.is_empty() {
+        return "—".into();
+    }
+    let partial =
+        if values.len() < cell.len() { format!(" ({} of {})", values.len(), cell.len()) } else { String::new() };
+    let ranges: Vec<(f64, f64)> =
+        values.iter().filter_map(|v| if let Value::Range(a, b) = v { Some((*a, *b)) } else { None }).collect();
+    if !ranges.is_empty() {
+        let lo = ranges.iter().map(|r| r.0).fold(f64::INFINITY, f64::min);
+        let hi = ranges.iter().map(|r| r.1).fold(f64::NEG_INFINITY, f64::max);
+        return format!("{}{partial}", Value::Range(lo, hi).markdown(m));
+    }
+    let (nums, pct): (Vec<f64>, bool) = (
+        values
+            .iter()
+            .map(|v| match *v {
+                Value::Pct(x) | Value::Num(x) => x,
+                Value::Iter(i) => i as f64,
+                Value::Never => f64::INFINITY,
+                Value::Range(..) => f64::NAN,
+            })
+            .collect(),
+        matches!(values[0], Value::Pct(_)),
+    );
+    let show = |x: f64| match values[0] {
+        _ if x.is_infinite() => "never".to_string(),
+        Value::Iter(_) | Value::Never => format!("{}", x.round()),
+        _ if pct => Value::Pct(x).markdown(m),
+        _ => Value::Num(x).markdown(m),
+    };
+    match super::seeds::median_range(&nums) {
+        Some((med, lo, hi)) => format!("{} [{}, {}]{partial}", show(med), show(lo), show(hi)),
+        None => "—".into(),
+    }
+}
+
+/// The statuses of a cell's runs, counted (`3 finished`, `2 finished, 1 diverged at iteration 812`).
+fn cell_status(cell: &[&RunResult]) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for r in cell {
+        let s = r.status();
+        match counts.iter_mut().find(|(k, _)| *k == s) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((s, 1)),
+        }
+    }
+    counts.iter().map(|(s, n)| format!("{n} {s}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Escapes a CSV field.
@@ -224,6 +278,7 @@ pub fn write_csv(plan: &Plan, out: &Path, results: &[RunResult]) -> Result<()> {
         "model",
         "batch",
         "length",
+        "seed",
     ]
     .map(String::from)
     .to_vec();
@@ -249,6 +304,10 @@ pub fn write_csv(plan: &Plan, out: &Path, results: &[RunResult]) -> Result<()> {
             model,
             batch.to_string(),
             len,
+            match &c.job {
+                Job::Train(t) => t.seed.to_string(),
+                Job::Bench(_) => String::new(),
+            },
         ];
         row.extend(plan.measures.iter().map(|&m| measure(m, r).map_or(String::new(), Value::csv)));
         let s = r.summary();
@@ -312,6 +371,19 @@ pub fn write_markdown(plan: &Plan, out: &Path, results: &[RunResult], ctx: &Cont
         let _ = writeln!(w, "- {p}");
     }
     let _ = writeln!(w, "\n## Results\n");
+    if results.len()
+        > results
+            .iter()
+            .map(|r| (&r.run.config.group, &r.run.config.label))
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    {
+        let _ = writeln!(
+            w,
+            "Rows with several seeds show the median over the seeds and the range [min, max]; `never` counts as \
+             the largest value.\n"
+        );
+    }
     for group in plan.groups() {
         let rows: Vec<&RunResult> = results.iter().filter(|r| r.run.config.group == group).collect();
         if !group.is_empty() {
@@ -328,9 +400,17 @@ pub fn write_markdown(plan: &Plan, out: &Path, results: &[RunResult], ctx: &Cont
         head.extend(plan.paper_columns.iter().cloned());
         let _ = writeln!(w, "| {} |", head.iter().map(|h| md_cell(h)).collect::<Vec<_>>().join(" | "));
         let _ = writeln!(w, "|{}", "---|".repeat(head.len()));
-        for r in rows {
-            let mut cells = vec![r.run.config.label.clone(), r.status()];
-            cells.extend(plan.measures.iter().map(|&m| measure(m, r).map_or("—".into(), |v| v.markdown(m))));
+        for cell in super::seeds::cells(&rows, |r| r.run.config.label.as_str()) {
+            let r = cell[0];
+            let mut cells = if cell.len() == 1 {
+                let mut c = vec![r.run.config.label.clone(), r.status()];
+                c.extend(plan.measures.iter().map(|&m| measure(m, r).map_or("—".into(), |v| v.markdown(m))));
+                c
+            } else {
+                let mut c = vec![format!("{} ({} seeds)", r.run.config.label, cell.len()), cell_status(&cell)];
+                c.extend(plan.measures.iter().map(|&m| cell_markdown(m, &cell)));
+                c
+            };
             cells.extend(r.run.paper.iter().map(|p| if p.is_empty() { "—".into() } else { p.clone() }));
             let _ = writeln!(w, "| {} |", cells.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "));
         }

@@ -115,7 +115,7 @@ pub struct Failure {
 /// The result file of a finished run.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finished {
-    Train(Summary),
+    Train(Box<Summary>),
     Bench(BenchResult),
 }
 
@@ -157,7 +157,7 @@ pub fn state(dir: &Path, job: &Job) -> RunState {
     let summary = dir.join(SUMMARY_FILE);
     if summary.is_file() {
         let parsed = match job {
-            Job::Train(_) => read_json::<Summary>(&summary).map(Finished::Train),
+            Job::Train(_) => read_json::<Summary>(&summary).map(|s| Finished::Train(Box::new(s))),
             Job::Bench(_) => read_json::<BenchResult>(&summary).map(Finished::Bench),
         };
         return RunState::Finished(parsed.map_err(|e| e.to_string()));
@@ -337,7 +337,9 @@ impl BackendJob for SweepJob<'_> {
                 Job::Train(t) => {
                     let task = tasks.get(&task_key(t)).map(|t| t.as_ref());
                     match task {
-                        Some(task) => train_run(b, cfg, t, task, &dir, opts, log).map(|(s, r)| (Finished::Train(s), r)),
+                        Some(task) => {
+                            train_run(b, cfg, t, task, &dir, opts, log).map(|(s, r)| (Finished::Train(Box::new(s)), r))
+                        }
                         None => Err(Error::invalid("experiment", &cfg.name, "its task was not loaded")),
                     }
                 }

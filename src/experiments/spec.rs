@@ -221,6 +221,8 @@ pub enum Measure {
     MinMs,
     /// Training seconds (training runs) .
     Seconds,
+    /// Instabilities (gradient-norm or loss spikes, [`crate::train::spikes`]) during training.
+    Spikes,
 }
 
 impl Measure {
@@ -240,6 +242,7 @@ impl Measure {
             Measure::MedianMs => "median ms/iter".into(),
             Measure::MinMs => "min ms/iter".into(),
             Measure::Seconds => "train s".into(),
+            Measure::Spikes => "spikes".into(),
         }
     }
     /// CSV column name.
@@ -259,6 +262,7 @@ impl Measure {
             Measure::MedianMs => "median_ms_per_iter".into(),
             Measure::MinMs => "min_ms_per_iter".into(),
             Measure::Seconds => "train_seconds".into(),
+            Measure::Spikes => "spikes".into(),
         }
     }
 }

@@ -75,6 +75,7 @@ fn copy_margins(cx: &Context, e: &Experiment) -> Result<Plan> {
         Measure::BestAccuracy,
         Measure::Reached(Criterion::AccuracyAtLeast(0.99)),
         Measure::FinalSvRange,
+        Measure::Spikes,
     ];
     plan.paper_columns = vec!["paper (Figure 1 / §3.1.1)".into()];
     plan.protocol = vec![
@@ -150,7 +151,8 @@ fn adding_margins(cx: &Context, e: &Experiment) -> Result<Plan> {
     };
     let optim = spec::vorontsov(size);
     let mut plan = Plan::new(e, size, None);
-    plan.measures = vec![Measure::FinalMse, Measure::MinMse, Measure::Reached(Criterion::MseAtMost(0.05))];
+    plan.measures =
+        vec![Measure::FinalMse, Measure::MinMse, Measure::Reached(Criterion::MseAtMost(0.05)), Measure::Spikes];
     plan.paper_columns = vec!["paper (Figure 5 / §3.1.1)".into()];
     plan.protocol = vec![
         "Paper (§3.1.1, Figure 5): factorized RNN with 128 hidden units and ReLU on T = 1000 sequences, margins \
@@ -214,6 +216,7 @@ fn soft_orth(cx: &Context, e: &Experiment) -> Result<Plan> {
         Measure::BestAccuracy,
         Measure::Reached(Criterion::AccuracyAtLeast(0.99)),
         Measure::FinalLoss,
+        Measure::Spikes,
     ];
     plan.paper_columns = vec!["paper (Figure 4 / §3.2)".into()];
     plan.protocol = vec![
@@ -291,6 +294,7 @@ fn copy_activations(cx: &Context, e: &Experiment) -> Result<Plan> {
         Measure::Reached(Criterion::AccuracyAtLeast(0.99)),
         Measure::FinalPreluSlope,
         Measure::FinalLoss,
+        Measure::Spikes,
     ];
     plan.paper_columns = vec!["paper (Appendix 5.2)".into()];
     plan.protocol = vec![

@@ -6,6 +6,29 @@
 //! - Glorot normal: entries `N(0, 2 / (fan_in + fan_out))`.
 //! - Identity (Le et al. 2015's IRNN).
 //! - Henaff et al. 2016: block-diagonal 2x2 rotations with angles uniform in `(-pi, pi)`.
+//! - Dense input and readout matrices: [`DenseInit`] (`--init-in`, `--init-out`).
+//!
+//! # Every parameter's starting point, per model
+//!
+//! | model | parameter | starts from | source |
+//! |---|---|---|---|
+//! | every RNN | `W_in [n, in]` | Glorot normal (`--init-in`) | our choice (the papers do not say; the expRNN/DTRIV code uses He normal: `--init-in he-normal`) |
+//! | every RNN | `b [n]` | 0 | our choice (the expRNN code has no input bias; its modReLU bias plays that part) |
+//! | every RNN | `W_o [out, n]` | Glorot normal (`--init-out`) | our choice (expRNN/DTRIV code: He normal, `--init-out he-normal`) |
+//! | every RNN | `b_o [out]` | 0 | the expRNN code (`constant_(0)`) |
+//! | PReLU | `prelu_slope` | 0.7 (`--prelu-slope`) | Vorontsov et al., appendix |
+//! | modReLU | `modrelu_bias [n]` | `U[-0.01, 0.01)` | the expRNN code (`modrelu.reset_parameters`) |
+//! | `rnn` | `W` | Haar orthogonal times `--gain` (or `--init glorot/identity/henaff`) | Vorontsov et al. §3; Hlav 2019 (gain) |
+//! | `factorized` | `U`, `V` | two independent Haar orthogonal matrices (or identity/henaff) | Vorontsov et al. ("orthogonally initialized") |
+//! | `factorized` | `p` (margin) / `s` (no margin) | `p = 0`, i.e. `s = 1`; `s = 1`; with `--init glorot`: `U, s, V` from the SVD of a Glorot-normal `W` | Vorontsov et al. (Tables 1-4's "Glorot" rows) |
+//! | `orthogonal` | `W` | Haar orthogonal | Wisdom et al. 2016 / Vorontsov et al. |
+//! | `scornn` | `A` | Cayley init: 2x2 blocks `[[0, a], [-a, 0]]`, `a = sqrt((1 - cos t) / (1 + cos t))`, `t ~ U[0, pi/2]`; `D`: the first `--neg` (default `n/2`) entries -1 | Helfrich et al. 2018 |
+//! | `exprnn` | `A`, `B` | Cayley init (`--init henaff`: angles `U(-pi, pi)`, the expRNN copy script's default); `B = I` | Lezcano-Casado and Martinez-Rubio 2019 and their code |
+//! | `dtriv` | `A`, `B` | `B = exp(A_0)` with `A_0` as for `exprnn`, then `A = 0` | Lezcano-Casado 2019 (the algorithm starts at `0` of the tangent space) and the code |
+//! | `lstm` | `W_in`, `W_h`, `b`, `peep`, `W_o`, `b_o` | Glorot normal; four Haar orthogonal blocks; 0 except the forget gate's 1; 0; Glorot normal; 0 | Vorontsov et al. §3 (peepholes, orthogonal, forget bias 1) |
+//!
+//! The Cayley blocks' sign is the opposite of the expRNN code's `cayley_init_` (`a <= 0` there):
+//! the two are the same distribution of networks up to swapping the two units of each pair.
 
 use crate::error::{Error, Result};
 use rand::RngExt;
@@ -29,6 +52,48 @@ pub enum RecurrentInit {
     /// Cayley initialization (scoRNN / expRNN): skew 2x2 blocks `[[0, s], [-s, 0]]` with
     /// `s = sqrt((1 - cos t) / (1 + cos t))`, `t` uniform in `[0, pi/2]`.
     Cayley,
+}
+
+/// Initialization of a dense (input or readout) matrix `[rows, cols]` = `[fan_out, fan_in]`
+/// (`--init-in`, `--init-out`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum DenseInit {
+    /// `N(0, 2 / (fan_in + fan_out))` (Glorot and Bengio 2010): the Theano/Keras-era default of
+    /// Vorontsov et al.'s code and ours.
+    #[default]
+    GlorotNormal,
+    /// `U(-a, a)`, `a = sqrt(6 / (fan_in + fan_out))` (Keras' `glorot_uniform` default).
+    GlorotUniform,
+    /// `N(0, 2 / fan_in)`: PyTorch's `kaiming_normal_(w, nonlinearity="relu")`, which the
+    /// expRNN / DTRIV reference code uses for the input and readout matrices.
+    HeNormal,
+    /// `N(0, 1 / fan_in)`.
+    LecunNormal,
+    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`: what `torch.nn.Linear` and `torch.nn.RNN` start from.
+    TorchDefault,
+}
+
+impl DenseInit {
+    /// A `[rows, cols]` matrix (`fan_in = cols`, `fan_out = rows`).
+    pub fn sample(self, rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Vec<f64> {
+        let (fan_in, fan_out) = (cols.max(1) as f64, rows.max(1) as f64);
+        let normal = |rng: &mut ChaCha8Rng, std: f64| gaussian(rng, rows * cols).into_iter().map(|v| v * std).collect();
+        let uniform = |rng: &mut ChaCha8Rng, a: f64| (0..rows * cols).map(|_| rng.random_range(-a..a)).collect();
+        match self {
+            DenseInit::GlorotNormal => glorot_normal(rng, rows, cols),
+            DenseInit::GlorotUniform => uniform(rng, (6.0 / (fan_in + fan_out)).sqrt()),
+            DenseInit::HeNormal => normal(rng, (2.0 / fan_in).sqrt()),
+            DenseInit::LecunNormal => normal(rng, (1.0 / fan_in).sqrt()),
+            DenseInit::TorchDefault => uniform(rng, 1.0 / fan_in.sqrt()),
+        }
+    }
+}
+
+/// The modReLU biases: uniform in `[-0.01, 0.01)`, as the expRNN reference code initializes them
+/// (`modrelu.reset_parameters`); zero biases would make modReLU the identity at the start.
+pub fn modrelu_bias(rng: &mut ChaCha8Rng, n: usize) -> Vec<f64> {
+    (0..n).map(|_| rng.random_range(-0.01..0.01)).collect()
 }
 
 /// `rows * cols` standard normal samples.
@@ -161,6 +226,30 @@ mod tests {
         let w = henaff(&mut rng, 9);
         assert!(max_dev_from_identity(&w, 9) < 1e-12);
         assert_eq!(w[8 * 9 + 8], 1.0);
+    }
+
+    #[test]
+    fn dense_inits_have_their_scales() {
+        // Sample standard deviation against the closed form, within 5 % on 40,000 entries.
+        let (rows, cols) = (200, 200);
+        for (init, std) in [
+            (DenseInit::GlorotNormal, (2.0f64 / 400.0).sqrt()),
+            (DenseInit::GlorotUniform, (6.0f64 / 400.0).sqrt() / 3f64.sqrt()),
+            (DenseInit::HeNormal, (2.0f64 / 200.0).sqrt()),
+            (DenseInit::LecunNormal, (1.0f64 / 200.0).sqrt()),
+            (DenseInit::TorchDefault, 1.0 / 200f64.sqrt() / 3f64.sqrt()),
+        ] {
+            let w = init.sample(&mut ChaCha8Rng::seed_from_u64(4), rows, cols);
+            let got = (w.iter().map(|v| v * v).sum::<f64>() / w.len() as f64).sqrt();
+            assert!((got / std - 1.0).abs() < 0.05, "{init:?}: std {got} vs {std}");
+        }
+        let mut a = ChaCha8Rng::seed_from_u64(5);
+        let mut b = ChaCha8Rng::seed_from_u64(5);
+        assert_eq!(
+            DenseInit::GlorotNormal.sample(&mut a, 3, 4),
+            glorot_normal(&mut b, 3, 4),
+            "the default draws as before"
+        );
     }
 
     #[test]

@@ -51,13 +51,15 @@ pub struct Lstm<B: Backend> {
 }
 
 impl<B: Backend> Lstm<B> {
-    /// An LSTM of width `n` for inputs of width `input`, scored by `loss`.
+    /// An LSTM of width `n` for inputs of width `input`, scored by `loss`; `W_in` and `W_o` start
+    /// from `dense.0` and `dense.1`.
     pub fn new(
         b: &B,
         input: usize,
         n: usize,
         loss: LossKind,
         acc_last: Option<usize>,
+        dense: (init::DenseInit, init::DenseInit),
         rng: &mut ChaCha8Rng,
     ) -> Result<Self> {
         if n == 0 {
@@ -71,12 +73,11 @@ impl<B: Backend> Lstm<B> {
         let mut bias = vec![0.0; 4 * n];
         bias[n..2 * n].iter_mut().for_each(|v| *v = 1.0);
         let params = vec![
-            Param::new(b, "W_in", &[4 * n, input], &init::glorot_normal(rng, 4 * n, input), Update::Euclidean)?
-                .with_decay(),
+            Param::new(b, "W_in", &[4 * n, input], &dense.0.sample(rng, 4 * n, input), Update::Euclidean)?.with_decay(),
             Param::new(b, "W_h", &[4 * n, n], &wh, Update::Euclidean)?.with_decay(),
             Param::new(b, "b", &[4 * n], &bias, Update::Euclidean)?,
             Param::new(b, "peep", &[3 * n], &vec![0.0; 3 * n], Update::Euclidean)?,
-            Param::new(b, "W_o", &[out, n], &init::glorot_normal(rng, out, n), Update::Euclidean)?.with_decay(),
+            Param::new(b, "W_o", &[out, n], &dense.1.sample(rng, out, n), Update::Euclidean)?.with_decay(),
             Param::new(b, "b_o", &[out], &vec![0.0; out], Update::Euclidean)?,
         ];
         Ok(Lstm { b: b.clone(), input, n, head: Head { hidden: n, loss, acc_last }, params, ws: None })

@@ -40,6 +40,9 @@ pub struct RnnConfig {
     pub prelu_trainable: bool,
     /// Regularizers on the composite `W`.
     pub regs: Regularizers,
+    /// Initialization of the input matrix `W_in` and of the readout `W_o`.
+    pub init_in: init::DenseInit,
+    pub init_out: init::DenseInit,
 }
 
 impl RnnConfig {
@@ -109,9 +112,9 @@ impl<B: Backend> Rnn<B> {
         cfg.validate()?;
         let (n, inp, out) = (cfg.hidden, cfg.input, cfg.loss.outputs());
         let mut params = vec![
-            Param::new(b, "W_in", &[n, inp], &init::glorot_normal(rng, n, inp), Update::Euclidean)?.with_decay(),
+            Param::new(b, "W_in", &[n, inp], &cfg.init_in.sample(rng, n, inp), Update::Euclidean)?.with_decay(),
             Param::new(b, "b", &[n], &vec![0.0; n], Update::Euclidean)?,
-            Param::new(b, "W_o", &[out, n], &init::glorot_normal(rng, out, n), Update::Euclidean)?.with_decay(),
+            Param::new(b, "W_o", &[out, n], &cfg.init_out.sample(rng, out, n), Update::Euclidean)?.with_decay(),
             Param::new(b, "b_o", &[out], &vec![0.0; out], Update::Euclidean)?,
         ];
         let act_param = match cfg.activation {
@@ -121,7 +124,7 @@ impl<B: Backend> Rnn<B> {
                 Some(params.len() - 1)
             }
             Activation::Modrelu => {
-                params.push(Param::new(b, "modrelu_bias", &[n], &vec![0.0; n], Update::Euclidean)?);
+                params.push(Param::new(b, "modrelu_bias", &[n], &init::modrelu_bias(rng, n), Update::Euclidean)?);
                 Some(params.len() - 1)
             }
             _ => None,

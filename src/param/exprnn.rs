@@ -8,6 +8,12 @@
 //! gradient descent along the exponential map; K = infinity never moves `B`, which is expRNN).
 //! `B` is a product of exponentials, so its drift from orthogonality is checked at each base change
 //! and repaired by QR above the element type's tolerance (counted).
+//!
+//! Starting point: expRNN starts at `A = A_0`, `B = I`. DTRIV (any `K`, infinity included) starts
+//! where the paper's algorithm does ("optimize `f o r_{p_i}` starting at the point 0 of
+//! `T_{p_i} M`", Lezcano-Casado 2019) and the reference code (`Parametrization.B`, whose first call
+//! rebases): `B = exp(A_0)`, `A = 0`, so the first gradient is taken at `A = 0`, where the
+//! exponential's differential is the identity.
 
 use super::Transition;
 use crate::backend::{Backend, Epilogue, Gemm, Slice, SliceMut};
@@ -35,12 +41,20 @@ const BASE: usize = 1;
 
 impl<B: Backend> ExpRnn<B> {
     /// The transition and its parameters `A` (skew `a0`) and the base `B` (orthogonal `b0`, not
-    /// trained by the optimizer). `k`: base change period, `None` for never.
-    pub fn new(b: &B, n: usize, k: Option<usize>, a0: &[f64], b0: &[f64]) -> Result<(Self, Vec<Param<B>>)> {
+    /// trained by the optimizer). `k`: base change period, `None` for never. `dynamic`: DTRIV, which
+    /// starts from the base `b0 exp(a0)` and `A = 0` (see the module docs); false for expRNN.
+    pub fn new(
+        b: &B,
+        n: usize,
+        k: Option<usize>,
+        dynamic: bool,
+        a0: &[f64],
+        b0: &[f64],
+    ) -> Result<(Self, Vec<Param<B>>)> {
         if k == Some(0) {
             return Err(Error::invalid("--k", 0, "the base changes every K steps: K must be at least 1 (or inf)"));
         }
-        let t = ExpRnn {
+        let mut t = ExpRnn {
             n,
             k,
             expm: Expm::new(b, n)?,
@@ -52,9 +66,34 @@ impl<B: Backend> ExpRnn<B> {
             tmp: b.zeros(n * n)?,
             reorth: 0,
         };
-        let params =
+        let mut params =
             vec![Param::new(b, "A", &[n, n], a0, Update::Euclidean)?, Param::new(b, "B", &[n, n], b0, Update::Frozen)?];
+        if dynamic {
+            t.rebase(b, &mut params)?;
+        }
         Ok((t, params))
+    }
+
+    /// `B <- B exp(S(A))`, `A <- 0`, with the drift check of `B`.
+    fn rebase(&mut self, b: &B, params: &mut [Param<B>]) -> Result<()> {
+        let n = self.n;
+        skew_part(b, params[A].v(), n, SliceMut::all(&mut self.s))?;
+        self.expm.compute(b, Slice::all(&self.s), SliceMut::all(&mut self.e))?;
+        b.gemm(
+            &Gemm::new(n, n, n),
+            params[BASE].v(),
+            Slice::all(&self.e),
+            SliceMut::all(&mut self.tmp),
+            Epilogue::none(),
+        )?;
+        b.copy(Slice::all(&self.tmp), SliceMut::all(&mut params[BASE].value))?;
+        b.fill(SliceMut::all(&mut params[A].value), B::Elem::ZERO)?;
+        let guard = DriftGuard::default_for::<B::Elem>();
+        if drift(b, params[BASE].v(), n)? > guard.tol {
+            reorthogonalize(b, SliceMut::all(&mut params[BASE].value), n)?;
+            self.reorth += 1;
+        }
+        Ok(())
     }
 }
 
@@ -87,24 +126,7 @@ impl<B: Backend> Transition<B> for ExpRnn<B> {
             return Ok(());
         }
         // B <- B exp(S(A)) with the updated A, then A <- 0.
-        let n = self.n;
-        skew_part(b, params[A].v(), n, SliceMut::all(&mut self.s))?;
-        self.expm.compute(b, Slice::all(&self.s), SliceMut::all(&mut self.e))?;
-        b.gemm(
-            &Gemm::new(n, n, n),
-            params[BASE].v(),
-            Slice::all(&self.e),
-            SliceMut::all(&mut self.tmp),
-            Epilogue::none(),
-        )?;
-        b.copy(Slice::all(&self.tmp), SliceMut::all(&mut params[BASE].value))?;
-        b.fill(SliceMut::all(&mut params[A].value), B::Elem::ZERO)?;
-        let guard = DriftGuard::default_for::<B::Elem>();
-        if drift(b, params[BASE].v(), n)? > guard.tol {
-            reorthogonalize(b, SliceMut::all(&mut params[BASE].value), n)?;
-            self.reorth += 1;
-        }
-        Ok(())
+        self.rebase(b, params)
     }
 
     fn diagnostics(&mut self, b: &B, params: &[Param<B>], d: &mut Diagnostics) -> Result<()> {

@@ -109,6 +109,51 @@ impl Default for CurveOptions {
     }
 }
 
+/// Draws `metric` for every cell of several runs (label, one record list per seed) as the median
+/// over the runs with a shaded band from their minimum to their maximum, into
+/// `<out_dir>/<stem>.{svg,png}`. At each abscissa the median and range are taken over the runs
+/// that have a usable value there (a diverged run stops contributing where its records stop).
+/// Cells of one run are drawn as a plain line. Returns the paths written (SVG, then PNG).
+pub fn plot_curve_bands(
+    cells: &[(String, Vec<Vec<EvalRecord>>)],
+    metric: Metric,
+    out_dir: &Path,
+    stem: &str,
+    title: &str,
+    opts: &CurveOptions,
+) -> Result<Vec<PathBuf>> {
+    let usable = |v: f64| v.is_finite() && (!opts.log_y || v > 0.0);
+    let x_axis =
+        XAxis::choose(cells.iter().flat_map(|(_, runs)| runs.iter().flatten().filter(|r| metric.value(r).is_some())));
+    let mut runs = Vec::new();
+    let mut bands = Vec::new();
+    for (label, seeds) in cells {
+        let mut at: std::collections::BTreeMap<u64, (f64, Vec<f64>)> = std::collections::BTreeMap::new();
+        for r in seeds.iter().flatten() {
+            let x = x_axis.value(r);
+            if let Some(v) = metric.value(r).filter(|&v| usable(v))
+                && x.is_finite()
+            {
+                at.entry(x.to_bits()).or_insert((x, Vec::new())).1.push(v);
+            }
+        }
+        let mut median = Vec::new();
+        let mut band = Vec::new();
+        for (x, vals) in at.into_values() {
+            if let Some((m, lo, hi)) = crate::experiments::seeds::median_range(&vals) {
+                median.push((x, m));
+                band.push((x, lo, hi));
+            }
+        }
+        median.sort_by(|a, b| a.0.total_cmp(&b.0));
+        band.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let label = if seeds.len() > 1 { format!("{label} (median of {})", seeds.len()) } else { label.clone() };
+        runs.push((label, median));
+        bands.push(if seeds.len() > 1 { band } else { Vec::new() });
+    }
+    draw_series(runs, bands, metric, x_axis, out_dir, stem, title, opts)
+}
+
 /// Draws `metric` for every run (label, records) as one line, into `<out_dir>/<stem>.{svg,png}`.
 ///
 /// Records without the metric (or with a non-finite value, or a non-positive one on a log axis)
@@ -132,16 +177,33 @@ pub fn plot_curves(
             .filter(|(x, _)| x.is_finite())
             .collect();
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if !points.is_empty() {
-            series.push((label.clone(), points));
-        }
+        series.push((label.clone(), points));
     }
+    let bands = vec![Vec::new(); series.len()];
+    draw_series(series, bands, metric, x_axis, out_dir, stem, title, opts)
+}
+
+/// Draws prepared series (label, sorted points) with optional bands `(x, lo, hi)` per series.
+#[allow(clippy::too_many_arguments)]
+fn draw_series(
+    series: Vec<(String, Vec<(f64, f64)>)>,
+    bands: Vec<Vec<(f64, f64, f64)>>,
+    metric: Metric,
+    x_axis: XAxis,
+    out_dir: &Path,
+    stem: &str,
+    title: &str,
+    opts: &CurveOptions,
+) -> Result<Vec<PathBuf>> {
+    let usable = |v: f64| v.is_finite() && (!opts.log_y || v > 0.0);
+    let runs = series.len();
+    let (series, bands): (Vec<_>, Vec<_>) = series.into_iter().zip(bands).filter(|((_, p), _)| !p.is_empty()).unzip();
     if series.is_empty() {
         let what = if opts.log_y { format!("a positive {metric} value") } else { format!("a {metric} value") };
         return Err(Error::invalid(
             "metric",
             metric,
-            format!("none of the {} run(s) has {what} to plot (the field is absent from their records)", runs.len()),
+            format!("none of the {runs} run(s) has {what} to plot (the field is absent from their records)"),
         ));
     }
     if let Some(b) = &opts.baseline
@@ -155,7 +217,8 @@ pub fn plot_curves(
     let x_ext = figure::extent(all.clone().map(|p| p.0)).unwrap_or((0.0, 1.0));
     let x_range = if x_ext.1 > x_ext.0 { x_ext } else { (x_ext.0 - 0.5, x_ext.1 + 0.5) };
     let baseline_value = opts.baseline.as_ref().map(|b| b.value);
-    let y_ext = figure::extent(all.map(|p| p.1).chain(baseline_value)).unwrap_or((0.0, 1.0));
+    let band_values = bands.iter().flatten().flat_map(|&(_, lo, hi)| [lo, hi]);
+    let y_ext = figure::extent(all.map(|p| p.1).chain(baseline_value).chain(band_values)).unwrap_or((0.0, 1.0));
     let y_range = if opts.log_y {
         figure::padded_log(y_ext, 0.04)
     } else if metric == Metric::Accuracy && y_ext.0 >= 0.0 && y_ext.1 <= 1.0 {
@@ -169,6 +232,7 @@ pub fn plot_curves(
         x_label: x_axis.label(),
         y_label: metric.axis_label(),
         series,
+        bands,
         baseline: opts.baseline.as_ref(),
         x_range,
         y_range,
@@ -183,6 +247,8 @@ struct CurveFigure<'a> {
     x_label: &'a str,
     y_label: &'a str,
     series: Vec<(String, Vec<(f64, f64)>)>,
+    /// Per series: `(x, lo, hi)` of a shaded band (empty: none).
+    bands: Vec<Vec<(f64, f64, f64)>>,
     baseline: Option<&'a Baseline>,
     x_range: (f64, f64),
     y_range: (f64, f64),
@@ -238,6 +304,12 @@ impl CurveFigure<'_> {
                 });
         }
 
+        for (i, band) in self.bands.iter().enumerate().filter(|(_, b)| b.len() >= 2) {
+            let fill = figure::series_colour(i).mix(0.18).filled();
+            let outline: Vec<(f64, f64)> =
+                band.iter().map(|&(x, lo, _)| (x, lo)).chain(band.iter().rev().map(|&(x, _, hi)| (x, hi))).collect();
+            chart.draw_series(std::iter::once(Polygon::new(outline, fill)))?;
+        }
         for (i, (label, points)) in self.series.iter().enumerate() {
             let colour = figure::series_colour(i);
             let style = colour.stroke_width(theme.line_width());

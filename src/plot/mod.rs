@@ -4,7 +4,7 @@
 //! text) and `<out_dir>/<stem>.png` (raster, text rendered with an embedded DejaVu Sans so no system
 //! font library is needed), and returns the two paths. The figures follow Vorontsov et al. (2017):
 //!
-//! - [`plot_curves`]: one line per run of a [`Metric`] against the training iteration, or against
+//! - [`plot_curves`] (and [`plot_curve_bands`]: the median of several seeds with a band): one line per run of a [`Metric`] against the training iteration, or against
 //!   the epoch when every plotted record has one (Figures 1 and 4-6), with an optional dashed
 //!   baseline such as the copy task's `10 ln 8 / (T + 20)` and an optional log-scale y axis.
 //! - [`plot_singular_values`]: the spread of the recurrent matrix's singular values over training
@@ -24,7 +24,7 @@ mod heatmap;
 mod run_dir;
 mod spectrum;
 
-pub use curves::{Baseline, CurveOptions, Metric, plot_curves};
+pub use curves::{Baseline, CurveOptions, Metric, plot_curve_bands, plot_curves};
 pub use heatmap::{HeatmapOptions, plot_grad_norm_heatmap};
 pub use run_dir::{PLOTS_SUBDIR, plot_run_dir, plot_run_dir_with_warnings};
 pub use spectrum::{SpectrumOptions, plot_singular_values};

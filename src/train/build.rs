@@ -3,7 +3,7 @@
 use crate::backend::{Activation, Backend};
 use crate::error::{Error, Result};
 use crate::nn::Model;
-use crate::nn::init::{self, RecurrentInit};
+use crate::nn::init::{self, DenseInit, RecurrentInit};
 use crate::nn::lstm::Lstm;
 use crate::nn::rnn::{Rnn, RnnConfig};
 use crate::optim::regularize::Regularizers;
@@ -83,6 +83,12 @@ pub struct ModelSpec {
     pub neg: Option<usize>,
     /// DTRIV: base-change period (`None`: never, i.e. expRNN).
     pub k: Option<usize>,
+    /// Initialization of the input matrix `W_in` (`--init-in`).
+    #[serde(default)]
+    pub init_in: DenseInit,
+    /// Initialization of the readout `W_o` (`--init-out`).
+    #[serde(default)]
+    pub init_out: DenseInit,
 }
 
 impl Default for ModelSpec {
@@ -99,6 +105,8 @@ impl Default for ModelSpec {
             spectrum: Spectrum::Free,
             neg: None,
             k: None,
+            init_in: DenseInit::GlorotNormal,
+            init_out: DenseInit::GlorotNormal,
         }
     }
 }
@@ -204,7 +212,8 @@ impl ModelSpec {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F1A_17AB);
         let n = self.hidden;
         if self.model == ModelKind::Lstm {
-            let lstm = Lstm::new(b, task.input_dim(), n, task.loss(), task.accuracy_last_steps(), &mut rng)?;
+            let dense = (self.init_in, self.init_out);
+            let lstm = Lstm::new(b, task.input_dim(), n, task.loss(), task.accuracy_last_steps(), dense, &mut rng)?;
             return Ok(Box::new(lstm));
         }
         let cfg = RnnConfig {
@@ -216,6 +225,8 @@ impl ModelSpec {
             prelu_slope: self.prelu_slope,
             prelu_trainable: self.prelu_trainable,
             regs: self.regs,
+            init_in: self.init_in,
+            init_out: self.init_out,
         };
         cfg.validate()?;
         let (transition, params): (Box<dyn Transition<B>>, _) = match self.model {
@@ -251,7 +262,7 @@ impl ModelSpec {
                 let a0 = init::skew(&mut rng, self.init, n)?;
                 let b0 = init::recurrent(&mut rng, RecurrentInit::Identity, n, 1.0)?;
                 let k = if self.model == ModelKind::Exprnn { None } else { self.k };
-                let (t, p) = ExpRnn::new(b, n, k, &a0, &b0)?;
+                let (t, p) = ExpRnn::new(b, n, k, self.model == ModelKind::Dtriv, &a0, &b0)?;
                 (Box::new(t), p)
             }
             ModelKind::Lstm => unreachable!("built above"),

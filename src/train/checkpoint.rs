@@ -60,6 +60,8 @@ pub struct Checkpoint {
     pub model_counters: Vec<(String, f64)>,
     /// Per-parameter geodesic counters `(steps, repairs)`.
     pub geodesic_counters: Vec<Option<(usize, usize)>>,
+    /// The best evaluation before this checkpoint (metadata `best`; absent in older files).
+    pub best: Option<super::best::BestEval>,
 }
 
 fn bytes_of<T: Scalar>(v: &[T]) -> Vec<u8> {
@@ -98,6 +100,9 @@ pub fn to_bytes<B: Backend>(t: &Trainer<'_, B>, run: &str) -> Result<Vec<u8>> {
     let json = |r: serde_json::Result<String>| r.map_err(|e| Error::bad_file("checkpoint", e.to_string()));
     meta.insert("model_counters".to_string(), json(serde_json::to_string(&t.model.counters()))?);
     meta.insert("geodesic_counters".to_string(), json(serde_json::to_string(&t.opt.geodesic_counters()))?);
+    if let Some(best) = &t.best.best {
+        meta.insert("best".to_string(), json(serde_json::to_string(best))?);
+    }
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::bad_file("checkpoint", e.to_string()))
 }
 
@@ -205,6 +210,10 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             .map_err(|e| bad(format!("model_counters: {e}")))?,
         geodesic_counters: serde_json::from_value(parse("geodesic_counters")?)
             .map_err(|e| bad(format!("geodesic_counters: {e}")))?,
+        best: match meta.get("best") {
+            Some(text) => Some(serde_json::from_str(text).map_err(|e| bad(format!("metadata `best`: {e}")))?),
+            None => None,
+        },
     })
 }
 
@@ -299,6 +308,7 @@ pub fn restore<B: Backend>(t: &mut Trainer<'_, B>, ck: &Checkpoint, path: &Path)
     t.opt.restore(&t.b, ck.optim_step, states)?;
     t.opt.restore_geodesic_counters(&ck.geodesic_counters);
     t.model.set_counters(&ck.model_counters);
+    t.best.best = ck.best;
     t.model.refresh()?;
     t.iter = ck.iter;
     t.prior_seconds = ck.seconds;

@@ -63,6 +63,9 @@ pub struct EvalRecord {
     /// `--record-grad-norms`; the Figure 2 heatmap is built from these.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_norms: Option<Vec<f64>>,
+    /// Instabilities detected since the previous record ([`super::spikes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spikes: Vec<super::spikes::Spike>,
 }
 
 /// Reads a number written by `serde_json`, which writes NaN and infinities as `null`.

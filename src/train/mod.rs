@@ -7,6 +7,7 @@
 //! and write a checkpoint when one is due.
 
 pub mod bench;
+pub mod best;
 pub mod build;
 pub mod checkpoint;
 pub mod divergence;
@@ -14,11 +15,13 @@ pub mod memory;
 pub mod metrics;
 pub mod outputs;
 pub mod progress;
+pub mod spikes;
+pub mod trajectory;
 
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::nn::{BatchStats, Model, Pass};
-use crate::optim::{OptimConfig, Optimizer};
+use crate::optim::{OptimConfig, Optimizer, StepInfo};
 use crate::tasks::{LossKind, Task};
 use metrics::{EvalRecord, MetricsWriter};
 use progress::Progress;
@@ -117,6 +120,12 @@ pub struct Summary {
     /// Why the run counts as diverged ([`divergence`]), set by the caller that watched it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub diverged: Option<String>,
+    /// The best evaluation of the run ([`best`]), beside the final one above.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best: Option<best::BestEval>,
+    /// Instabilities seen during training ([`spikes`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spikes: Vec<spikes::Spike>,
 }
 
 /// Evaluation of a model on a task's held-out set.
@@ -143,6 +152,16 @@ pub struct Trainer<'a, B: Backend> {
     /// Training seconds in this process.
     elapsed: f64,
     last_finite: Option<f64>,
+    /// The optimizer step of the last iteration (gradient norm, clipping).
+    pub last_step: StepInfo,
+    /// Records the first iterations for a reference replay (`--dump-trajectory`).
+    pub trajectory: Option<trajectory::Recorder>,
+    /// Gradient-norm and loss spikes.
+    pub spikes: spikes::SpikeDetector,
+    /// The best evaluation so far.
+    pub best: best::BestTracker,
+    /// `--keep-best`: the checkpoint file of the best evaluation and the run specification it stores.
+    pub keep_best: Option<(PathBuf, String)>,
 }
 
 impl<'a, B: Backend> Trainer<'a, B> {
@@ -166,6 +185,11 @@ impl<'a, B: Backend> Trainer<'a, B> {
             prior_seconds: 0.0,
             elapsed: 0.0,
             last_finite: None,
+            last_step: StepInfo::default(),
+            trajectory: None,
+            spikes: spikes::SpikeDetector::new(spikes::SpikeConfig::default(), task.baseline().loss),
+            best: best::BestTracker::default(),
+            keep_best: None,
         })
     }
 
@@ -182,13 +206,17 @@ impl<'a, B: Backend> Trainer<'a, B> {
         if !objective.is_finite() {
             return Err(self.non_finite(objective));
         }
-        self.opt.step(&self.b, self.model.params_mut()).map_err(|e| match e {
+        self.last_step = self.opt.step(&self.b, self.model.params_mut()).map_err(|e| match e {
             Error::InvalidArg { name: "gradient", .. } => self.non_finite(f64::NAN),
             e => e,
         })?;
         self.iter += 1;
         self.model.after_update(self.iter)?;
         self.last_finite = Some(st.loss);
+        self.spikes.observe(self.iter, st.loss, self.last_step.grad_norm);
+        if let Some(rec) = self.trajectory.as_mut() {
+            rec.record(&self.b, self.iter, &batch, &st, self.last_step, self.model.params())?;
+        }
         Ok(st)
     }
 
@@ -267,8 +295,14 @@ impl<'a, B: Backend> Trainer<'a, B> {
             progress.tick(self.iter, st.loss);
             if self.iter.is_multiple_of(self.cfg.eval_every) || self.iter == self.cfg.iters {
                 let seconds = self.prior_seconds + self.elapsed;
-                let rec = self.record(seconds, Some(loss_sum / loss_n as f64))?;
+                let mut rec = self.record(seconds, Some(loss_sum / loss_n as f64))?;
                 (loss_sum, loss_n) = (0.0, 0);
+                rec.spikes = self.spikes.take_new();
+                if self.best.observe(&rec)
+                    && let Some((path, run)) = &self.keep_best
+                {
+                    checkpoint::save(path, self, run)?;
+                }
                 if let Some(w) = writer.as_mut() {
                     w.write(&rec)?;
                 }
@@ -283,6 +317,9 @@ impl<'a, B: Backend> Trainer<'a, B> {
             }
         }
         progress.finish();
+        if let Some(rec) = self.trajectory.as_mut() {
+            rec.finish()?;
+        }
         let last = match last {
             Some(r) => r,
             None => self.record(self.prior_seconds, None)?,
@@ -304,6 +341,8 @@ impl<'a, B: Backend> Trainer<'a, B> {
             seconds: self.prior_seconds + self.elapsed,
             ms_per_iter: if done > 0 { 1e3 * self.elapsed / done as f64 } else { 0.0 },
             diverged: None,
+            best: self.best.best,
+            spikes: self.spikes.spikes().to_vec(),
         })
     }
 }
