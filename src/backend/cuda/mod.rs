@@ -82,7 +82,7 @@ impl<D: Driver> Drop for DevAlloc<D> {
 pub(crate) enum Slot {
     /// Partial products of split-K GEMMs.
     SplitK,
-    /// LU pivots, status and panel workspace.
+    /// The LU solves' permuted right-hand sides.
     Lu,
     /// Per-block partials of fixed-order reductions.
     Reduce,

@@ -309,9 +309,15 @@ impl<D: Driver> Backend for Cuda<D> {
         self.launch("reduce", "col_dot_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
     }
 
-    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<CudaLu<D>> {
-        a.check("lu_factor", n * n)?;
-        self.lu_factor_dev(Cuda::ptr(&a), n)
+    fn lu_new(&self, n: usize) -> Result<CudaLu<D>> {
+        self.lu_new_dev(n)
+    }
+    fn lu_factor_into(&self, a: Slice<Self>, lu: &mut CudaLu<D>) -> Result<()> {
+        a.check("lu_factor", lu.n() * lu.n())?;
+        self.lu_factor_dev(Cuda::ptr(&a), lu)
+    }
+    fn lu_status(&self, lu: &CudaLu<D>) -> Result<()> {
+        self.lu_status_dev(lu)
     }
     fn lu_solve(&self, lu: &CudaLu<D>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         b.check("lu_solve", lu.n() * nrhs)?;
