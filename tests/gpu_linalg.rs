@@ -7,9 +7,17 @@
 
 use ortho_rnn::backend::cuda::Cuda;
 use ortho_rnn::backend::cuda::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
-use ortho_rnn::backend::cuda::emu::EmuDriver;
-use ortho_rnn::backend::{Backend, Slice, SliceMut};
+use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
+use ortho_rnn::backend::{Activation, Backend, OptimRule, Slice, SliceMut};
 use ortho_rnn::linalg::CayleyStep;
+use ortho_rnn::nn::Pass;
+use ortho_rnn::optim::{OptimConfig, Optimizer};
+use ortho_rnn::tasks::Task;
+use ortho_rnn::tasks::adding::AddingTask;
+use ortho_rnn::tasks::copy::CopyTask;
+use ortho_rnn::train::build::{ModelKind, ModelSpec};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use std::ffi::c_void;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -152,4 +160,146 @@ fn lu_launch_counts_at_n_1000() {
     assert_eq!(count(&solve, "gemm"), 6);
     // G M^T, skew, add_diag, the factorization, the solve, axpby.
     assert_eq!((cayley.launches, cayley.allocs, cayley.readbacks), (4 + 64 + 15, 0, 0), "{:?}", cayley.kernels);
+}
+
+// ------------------------------------------------------------------------------------------------
+// Deterministic results
+// ------------------------------------------------------------------------------------------------
+
+/// Losses (as bits) of `iters` training iterations and every parameter (as bits) afterwards, on
+/// the CUDA backend over `drv`.
+fn train_bits(drv: EmuDriver, spec: &ModelSpec, task: &dyn Task, iters: usize) -> (Vec<u64>, Vec<Vec<u32>>) {
+    let b = Cuda::new(drv).unwrap();
+    let mut model = spec.build(&b, task, 3).unwrap();
+    let cfg = OptimConfig {
+        rule: OptimRule::RmsProp { rho: 0.9, eps: 1e-8 },
+        lr: 1e-3,
+        geo_lr: 1e-3,
+        clip: Some(1.0), // small, so that clipping (a norm reduction) acts
+        weight_decay: 1e-4,
+    };
+    let mut optim = Optimizer::new(&b, cfg, model.params()).unwrap();
+    let mut losses = Vec::new();
+    for i in 0..iters {
+        let batch = task.train_batch(i, 6).unwrap();
+        let stats = model.run(&batch, Pass::Train).unwrap();
+        losses.push(stats.loss.to_bits());
+        optim.step(&b, model.params_mut()).unwrap();
+        model.after_update(i + 1).unwrap();
+    }
+    let params =
+        model.params().iter().map(|p| b.download(p.v()).unwrap().iter().map(|v| v.to_bits()).collect()).collect();
+    (losses, params)
+}
+
+/// Two runs of whole training iterations, one with threads and blocks resumed in order on one
+/// worker and one in seeded random orders (or reversed) with blocks on several worker threads at
+/// once, give bit-identical losses and parameters: every reduction (losses, the clipping norm, the
+/// PReLU slope and modReLU bias gradients, the LSTM peepholes, column sums) adds in a fixed order.
+/// Models: modReLU and PReLU RNNs, the LSTM, the factorized RNN (LU and Cayley steps); heads:
+/// softmax cross-entropy (copy) and squared error (adding).
+#[test]
+fn training_is_bit_identical_across_resume_orders_and_workers() {
+    let copy = CopyTask::new(3, 1).unwrap();
+    let adding = AddingTask::new(6, 1).unwrap();
+    let with_act = |model, act| ModelSpec { activation: act, ..ModelSpec::of(model, 12) };
+    let cases: [(&str, ModelSpec, &dyn Task); 5] = [
+        ("rnn modrelu copy", with_act(ModelKind::Rnn, Activation::Modrelu), &copy),
+        ("rnn prelu copy", with_act(ModelKind::Rnn, Activation::Prelu), &copy),
+        ("lstm copy", ModelSpec::of(ModelKind::Lstm, 12), &copy),
+        ("lstm adding", ModelSpec::of(ModelKind::Lstm, 12), &adding),
+        ("factorized prelu adding", with_act(ModelKind::Factorized, Activation::Prelu), &adding),
+    ];
+    for (what, spec, task) in cases {
+        let base = train_bits(EmuDriver::with_order(ResumeOrder::InOrder), &spec, task, 3);
+        for (order, workers) in [(ResumeOrder::Random(0x5eed_0002), 3), (ResumeOrder::Reversed, 2)] {
+            let drv = EmuDriver::with_order(order).with_workers(workers).unwrap();
+            let other = train_bits(drv, &spec, task, 3);
+            assert_eq!(base.0, other.0, "{what}: losses differ under {order} with {workers} workers");
+            for (i, (p, q)) in base.1.iter().zip(&other.1).enumerate() {
+                let diff = p.iter().zip(q).filter(|(a, b)| a != b).count();
+                assert_eq!(diff, 0, "{what}: parameter {i} differs in {diff} entries under {order}, {workers} workers");
+            }
+        }
+    }
+}
+
+/// Bits of every result of the reductions on inputs spanning many blocks: `sum_sq`, `mse`,
+/// `softmax_xent` (sum, correct, count and the gradient), the PReLU slope and modReLU bias
+/// gradients (added to a nonzero start), and the LSTM peephole gradients.
+fn reduction_bits(drv: EmuDriver) -> Vec<Vec<u64>> {
+    let b = Cuda::new(drv).unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut data = |n: usize| (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect::<Vec<f32>>();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits() as u64).collect::<Vec<u64>>();
+    let mut out = Vec::new();
+    let x = b.upload(&data(100_003)).unwrap();
+    out.push(vec![b.sum_sq(Slice::all(&x)).unwrap().to_bits()]);
+    let (pred, target) = (b.upload(&data(50_001)).unwrap(), b.upload(&data(50_001)).unwrap());
+    let mut grad = b.zeros(50_001).unwrap();
+    let s = b.mse(Slice::all(&pred), Slice::all(&target), SliceMut::all(&mut grad), 0.5).unwrap();
+    out.push(vec![s.sum.to_bits()]);
+    let (rows, classes) = (3001, 10);
+    let logits = b.upload(&data(rows * classes)).unwrap();
+    let targets: Vec<f32> = (0..rows).map(|r| if r % 7 == 0 { -1.0 } else { (r % classes) as f32 }).collect();
+    let targets = b.upload(&targets).unwrap();
+    let mut grad = b.zeros(rows * classes).unwrap();
+    let s = b.softmax_xent(Slice::all(&logits), Slice::all(&targets), SliceMut::all(&mut grad), classes, 0.1).unwrap();
+    out.push(vec![s.sum.to_bits(), s.correct as u64, s.count as u64]);
+    out.push(bits(&b.download(Slice::all(&grad)).unwrap()));
+    let (rows, cols) = (2000, 33);
+    for (kind, plen) in [(Activation::Prelu, 1), (Activation::Modrelu, cols)] {
+        let (a, dh) = (b.upload(&data(rows * cols)).unwrap(), b.upload(&data(rows * cols)).unwrap());
+        let param = b.upload(&data(plen).iter().map(|v| v.abs() * 0.5).collect::<Vec<_>>()).unwrap();
+        let act = ortho_rnn::backend::Act { kind, param: Some(Slice::all(&param)) };
+        let mut h = b.zeros(rows * cols).unwrap();
+        b.act_fwd(act, Slice::all(&a), SliceMut::all(&mut h), cols).unwrap();
+        let (mut da, mut dparam) = (b.zeros(rows * cols).unwrap(), b.upload(&data(plen)).unwrap());
+        let dp = Some(SliceMut::all(&mut dparam));
+        b.act_bwd(act, Slice::all(&a), Slice::all(&h), Slice::all(&dh), SliceMut::all(&mut da), dp, cols).unwrap();
+        out.push(bits(&b.download(Slice::all(&dparam)).unwrap()));
+    }
+    let (rows, n) = (200, 40);
+    let z = b.upload(&data(4 * rows * n)).unwrap();
+    let peep = b.upload(&data(3 * n)).unwrap();
+    let (mut c, mut gates, mut h) =
+        (b.upload(&data(2 * rows * n)).unwrap(), b.zeros(4 * rows * n).unwrap(), b.zeros(rows * n).unwrap());
+    let (zs, ps) = (Slice::all(&z), Slice::all(&peep));
+    b.lstm_fwd(zs, ps, SliceMut::all(&mut c), SliceMut::all(&mut gates), SliceMut::all(&mut h), n).unwrap();
+    let (dh, mut dc, mut dz, mut dpeep) = (
+        b.upload(&data(rows * n)).unwrap(),
+        b.upload(&data(rows * n)).unwrap(),
+        b.zeros(4 * rows * n).unwrap(),
+        b.upload(&data(3 * n)).unwrap(),
+    );
+    let (c_prev, c_t) = (Slice::all(&c).sub(0, rows * n), Slice::all(&c).sub(rows * n, rows * n));
+    b.lstm_bwd(
+        Slice::all(&gates),
+        c_prev,
+        c_t,
+        ps,
+        Slice::all(&dh),
+        SliceMut::all(&mut dc),
+        SliceMut::all(&mut dz),
+        SliceMut::all(&mut dpeep),
+        n,
+    )
+    .unwrap();
+    out.push(bits(&b.download(Slice::all(&dpeep)).unwrap()));
+    out
+}
+
+/// Each reduction, over inputs that span many blocks, gives the same bits whatever the order in
+/// which blocks run and threads resume, and however many workers run blocks at once.
+#[test]
+fn reductions_are_bit_identical_across_resume_orders_and_workers() {
+    let names =
+        ["sum_sq", "mse", "softmax_xent stats", "softmax_xent grad", "prelu slope", "modrelu bias", "peepholes"];
+    let base = reduction_bits(EmuDriver::with_order(ResumeOrder::InOrder));
+    for (order, workers) in [(ResumeOrder::Random(0x5eed_0001), 3), (ResumeOrder::Reversed, 2)] {
+        let other = reduction_bits(EmuDriver::with_order(order).with_workers(workers).unwrap());
+        for ((name, p), q) in names.iter().zip(&base).zip(&other) {
+            assert_eq!(p, q, "{name} differs under {order} with {workers} workers");
+        }
+    }
 }

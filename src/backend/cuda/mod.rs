@@ -6,8 +6,8 @@
 //! `cudarc_driver.rs` therefore runs in CI without a GPU.
 //!
 //! Buffers are f32 device allocations; a [`Slice`] maps to `ptr + 4 * off`. Host-visible results
-//! (loss sums, norms) go through a small device accumulator that is zeroed, filled by atomics and
-//! copied back.
+//! (loss sums, norms) go through a small device accumulator that is zeroed, filled (sums by the
+//! fixed-order reductions of `reduce.rs`, maxima by integer atomics on float bits) and copied back.
 
 pub mod cudarc_driver;
 pub mod driver;
@@ -16,6 +16,7 @@ mod gemm;
 pub mod kernels;
 mod lu;
 mod ops;
+mod reduce;
 
 use crate::backend::{DeviceBuf, Slice, SliceMut};
 use crate::error::{Error, Result};
