@@ -36,10 +36,14 @@ struct Counts {
     kernels: Vec<String>,
 }
 
-/// The emulator with counters; with `dry` set, launches are counted but not executed.
+/// The emulator with counters; with `dry` set, launches are counted but not executed. With
+/// `fault_after` naming a kernel, a launch of it succeeds but the next synchronization or
+/// device-to-host copy fails, as an asynchronous fault (an illegal address) shows on a GPU.
 struct Counting {
     inner: EmuDriver,
     dry: AtomicBool,
+    fault_after: Mutex<Option<&'static str>>,
+    pending_fault: AtomicBool,
     launches: AtomicUsize,
     allocs: AtomicUsize,
     readbacks: AtomicUsize,
@@ -51,6 +55,8 @@ impl Counting {
         Counting {
             inner: EmuDriver::new(),
             dry: AtomicBool::new(false),
+            fault_after: Mutex::new(None),
+            pending_fault: AtomicBool::new(false),
             launches: AtomicUsize::new(0),
             allocs: AtomicUsize::new(0),
             readbacks: AtomicUsize::new(0),
@@ -90,6 +96,7 @@ impl Driver for Counting {
     }
     fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> ortho_rnn::Result<()> {
         self.readbacks.fetch_add(1, Ordering::SeqCst);
+        self.take_fault("cuMemcpyDtoH")?;
         self.inner.dtoh(dst, src)
     }
     fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> ortho_rnn::Result<()> {
@@ -105,6 +112,9 @@ impl Driver for Counting {
     ) -> ortho_rnn::Result<()> {
         self.launches.fetch_add(1, Ordering::SeqCst);
         self.kernels.lock().unwrap().push(kernel.to_string());
+        if *self.fault_after.lock().unwrap() == Some(kernel) {
+            self.pending_fault.store(true, Ordering::SeqCst);
+        }
         if self.dry.load(Ordering::SeqCst) {
             return Ok(());
         }
@@ -112,7 +122,18 @@ impl Driver for Counting {
         unsafe { self.inner.launch(family, kernel, dims, params, sizes) }
     }
     fn synchronize(&self) -> ortho_rnn::Result<()> {
+        self.take_fault("cuCtxSynchronize")?;
         self.inner.synchronize()
+    }
+}
+
+impl Counting {
+    /// The pending asynchronous fault, reported (once) by the call `what`.
+    fn take_fault(&self, what: &str) -> ortho_rnn::Result<()> {
+        if self.pending_fault.swap(false, Ordering::SeqCst) {
+            return Err(ortho_rnn::Error::Device(format!("{what}: CUDA_ERROR_ILLEGAL_ADDRESS")));
+        }
+        Ok(())
     }
 }
 
@@ -302,4 +323,76 @@ fn reductions_are_bit_identical_across_resume_orders_and_workers() {
             assert_eq!(p, q, "{name} differs under {order} with {workers} workers");
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------------
+// ORTHO_RNN_SYNC
+// ------------------------------------------------------------------------------------------------
+
+const SYNC_INNER: &str = "inner_sync_env_names_the_faulting_kernel";
+
+/// A kernel that faults asynchronously (`scale_f32` under a [`Counting`] driver): without
+/// synchronous launches the op returns `Ok` and the fault surfaces at the next copy, under the
+/// copy's name; with them, the op itself fails naming `elementwise/scale_f32`.
+fn scale_fault(b: &Cuda<Counting>) -> (ortho_rnn::Result<()>, ortho_rnn::Result<Vec<f32>>) {
+    let mut x = b.upload(&[1.0, 2.0, 3.0]).unwrap();
+    *b.driver().fault_after.lock().unwrap() = Some("scale_f32");
+    let op = b.scale(SliceMut::all(&mut x), 2.0);
+    let copy = b.download(Slice::all(&x));
+    (op, copy)
+}
+
+#[test]
+fn sync_launches_name_the_faulting_kernel() {
+    let parse = ortho_rnn::backend::cuda::parse_sync_env;
+    assert!(!parse(None).unwrap() && !parse(Some("0")).unwrap() && !parse(Some("")).unwrap());
+    assert!(parse(Some("1")).unwrap() && parse(Some(" TRUE ")).unwrap());
+    let err = parse(Some("maybe")).unwrap_err().to_string();
+    assert!(err.contains("ORTHO_RNN_SYNC") && err.contains("maybe"), "{err}");
+
+    let b = Cuda::new(Counting::new()).unwrap().with_sync_launches(false);
+    let (op, copy) = scale_fault(&b);
+    assert!(op.is_ok(), "an asynchronous fault is not seen by the launch: {op:?}");
+    let msg = copy.unwrap_err().to_string();
+    assert!(!msg.contains("scale_f32"), "without synchronous launches the copy reports it: {msg}");
+
+    let b = b.with_sync_launches(true);
+    let (op, copy) = scale_fault(&b);
+    let msg = op.unwrap_err().to_string();
+    assert!(msg.contains("elementwise/scale_f32") && msg.contains("ORTHO_RNN_SYNC=1"), "{msg}");
+    assert!(msg.contains("ILLEGAL_ADDRESS"), "the driver's error is kept: {msg}");
+    assert!(copy.is_ok(), "the fault was reported once, by the launch");
+
+    // The variable is read by Cuda::new: run the inner test in a child process with it set.
+    if std::env::var_os("ORTHO_RNN_SYNC").is_none() {
+        assert!(!Cuda::new(EmuDriver::new()).unwrap().sync_launches());
+    }
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["--ignored", "--exact", SYNC_INNER, "--nocapture", "--test-threads=1"])
+        .env("ORTHO_RNN_SYNC", "1")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains("1 passed"), "the inner test failed:\n{text}");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", SYNC_INNER, "--test-threads=1"])
+        .env("ORTHO_RNN_SYNC", "sometimes")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success() && text.contains("ORTHO_RNN_SYNC"), "a bad value must be an error:\n{text}");
+}
+
+/// Run by `sync_launches_name_the_faulting_kernel` with `ORTHO_RNN_SYNC` set.
+#[test]
+#[ignore = "run by sync_launches_name_the_faulting_kernel with ORTHO_RNN_SYNC set"]
+fn inner_sync_env_names_the_faulting_kernel() {
+    let b = match Cuda::new(Counting::new()) {
+        Ok(b) => b,
+        Err(e) => panic!("Cuda::new: {e}"),
+    };
+    assert!(b.sync_launches(), "ORTHO_RNN_SYNC=1 must turn synchronous launches on");
+    let msg = scale_fault(&b).0.unwrap_err().to_string();
+    assert!(msg.contains("elementwise/scale_f32"), "{msg}");
 }
