@@ -6,6 +6,7 @@ mod experiment;
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
 use ortho_rnn::backend::Backend;
+use ortho_rnn::backend::cuda::baselines;
 use ortho_rnn::device::{BackendJob, dispatch};
 use ortho_rnn::error::{Error, Result};
 use ortho_rnn::optim::OptimConfig;
@@ -136,6 +137,14 @@ struct BenchArgs {
     /// Print a one-line JSON summary.
     #[arg(long)]
     json: bool,
+    /// Also time cuBLAS sgemm beside our GEMM at each GEMM shape of the iteration (`--device cuda`,
+    /// a build with `--features cuda-baselines`).
+    #[arg(long, value_enum, default_value = "ours")]
+    gemm: baselines::GemmBaseline,
+    /// Also time cuSOLVER sgetrf/sgetrs beside our LU, solve and Cayley step at n = hidden
+    /// (`--device cuda`, a build with `--features cuda-baselines`).
+    #[arg(long, value_enum, default_value = "ours")]
+    lu: baselines::LuBaseline,
 }
 
 /// Runs a parsed command line.
@@ -302,6 +311,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     }
     let spec = a.model.spec()?;
     let optim = a.optim.config(&spec)?;
+    let wants_baseline = a.gemm != baselines::GemmBaseline::Ours || a.lu != baselines::LuBaseline::Ours;
+    if wants_baseline && a.device.device != ortho_rnn::device::DeviceKind::Cuda {
+        return Err(Error::invalid("--gemm/--lu", "a baseline", "cuBLAS and cuSOLVER run on a GPU: add --device cuda"));
+    }
+    if let Some(tables) = baselines::compare_on_gpu(&spec, a.seq_len, a.batch, a.gemm, a.lu)? {
+        print!("{tables}");
+    }
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
     let r = dispatch(a.device.device, a.device.threads, job)?;
     if a.json {

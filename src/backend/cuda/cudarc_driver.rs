@@ -358,6 +358,12 @@ impl CudarcDriver {
         Err(Error::Device(load_failure_message(family, &cubin_err, &ptx_err)))
     }
 
+    /// Makes this device's context current on the calling thread (for libraries such as cuBLAS
+    /// that use the current context).
+    pub fn bind_context(&self) -> Result<()> {
+        self.bind()
+    }
+
     fn bind(&self) -> Result<()> {
         self.ctx.bind_to_thread().map_err(|e| derr("binding the CUDA context", e))
     }

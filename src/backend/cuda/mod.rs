@@ -9,6 +9,7 @@
 //! (loss sums, norms) go through a small device accumulator that is zeroed, filled (sums by the
 //! fixed-order reductions of `reduce.rs`, maxima by integer atomics on float bits) and copied back.
 
+pub mod baselines;
 pub mod cudarc_driver;
 pub mod driver;
 pub mod emu;
