@@ -1,8 +1,8 @@
 // lu.cu: LU factorization with partial pivoting (P A = L U, in place, row-major n x n) and
 // triangular solves, blocked so that the O(n^3) work is the GEMM kernel's and nothing waits for the host.
 //
-// Factorization, one panel of kb <= NB columns at k0 per launch (the host loops over panels, then
-// launches the GEMM A22 -= L21 U12 on the trailing matrix):
+// Factorization, per panel of kb <= NB columns at k0 (the host loops over panels): the panel
+// kernel, the row kernel, then the GEMM A22 -= L21 U12 on the trailing matrix:
 //   lu_panel_<NB>x<R>_f32  one block of T threads (a multiple of 32, at most 512) holding the panel's
 //       rows = n - k0 rows in registers, R rows per thread (row i in thread i % T, slot i / T), so
 //       rows <= T R. For each panel column j: every warp finds its best pivot candidate with a warp
@@ -10,11 +10,12 @@
 //       lane copies that row to shared memory; after ONE barrier every warp reduces the per-warp
 //       candidates the same way and reads the pivot row, the owners of rows j and p swap, and every
 //       thread scales and updates its own rows. Shared buffers alternate between columns, so one
-//       barrier per column suffices. Then the panel is written back, L11^-1 is formed in shared
-//       memory, and the block applies the panel's row interchanges to every other column (a row
-//       gather through shared memory, 64 columns at a time) and forms U12 = L11^-1 (P A12) for the
-//       columns right of the panel. perm (the composed row permutation, perm[i] = original row at
-//       position i) is updated the same way; the first panel initializes it.
+//       barrier per column suffices. Then the panel is written back, and L11^-1 and where each
+//       moved row came from are exported (info) for lu_rows_f32. perm (the composed row
+//       permutation, perm[i] = original row at position i) is updated; the first panel initializes it.
+//   lu_rows_f32  many blocks, 32 columns each: the panel's row interchanges applied to every other
+//       column (a row gather through shared memory; left of the panel only if a row moved) and
+//       U12 = L11^-1 (P A12) for the columns right of it.
 //       status: first column whose pivot is zero or not finite, plus one (0: none); the first panel
 //       resets it. It stays on the device: the solves read it (and return NaN when it is set).
 //   lu_inv_diag_f32  after the last panel, one block per 32-row diagonal block: inverts its unit
@@ -30,7 +31,13 @@
 
 #define LU_MAX_THREADS 512
 #define LU_MAX_WARPS (LU_MAX_THREADS / 32)
-#define LU_CHUNK 64
+#define LU_CHUNK 32  // columns per block of lu_rows_f32
+// The panel's export to lu_rows_f32 (ints): displaced-row count, "some row moved", the panel rows'
+// origins, the displaced rows and their origins (all relative to k0); then L11^-1 as 32 x 32 floats.
+#define LU_INFO_SRC 2
+#define LU_INFO_DROW (LU_INFO_SRC + 32)
+#define LU_INFO_DSRC (LU_INFO_DROW + 32)
+#define LU_INFO_INTS (LU_INFO_DSRC + 32)
 #define LU_SC 8  // right-hand-side columns per trsm_leaf block (256 threads = 32 rows x 8 columns)
 
 // |x| as an order-preserving unsigned key (non-negative floats compare like their bit patterns);
@@ -60,7 +67,8 @@ __device__ __forceinline__ void lu_warp_argmax(unsigned& key, unsigned& idx) {
 
 template <int NB, int R>
 __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restrict__ A, int* __restrict__ perm,
-                                         int* __restrict__ status) {
+                                         int* __restrict__ status, int* __restrict__ info,
+                                         float* __restrict__ info_li) {
     __shared__ float cand[2][LU_MAX_WARPS][NB];
     __shared__ int cand_org[2][LU_MAX_WARPS];
     __shared__ unsigned cand_key[2][LU_MAX_WARPS];
@@ -68,26 +76,41 @@ __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restric
     __shared__ float rowj[2][NB];
     __shared__ int rowj_org[2];
     __shared__ float l11[NB][NB + 1];
-    __shared__ float li[NB][NB + 1];
     __shared__ int srcp[NB];
     __shared__ int disp_row[NB];
     __shared__ int disp_src[NB];
     __shared__ int ndisp;
     __shared__ int perm_new[2 * NB];
-    __shared__ float stage[NB][LU_CHUNK + 1];
-    __shared__ float xs[NB][LU_CHUNK + 1];
 
     const int T = blockDim.x, t = threadIdx.x, lane = t & 31, warp = t >> 5, nw = T >> 5;
     const int rows = n - k0;
     float a[R][NB];
     int org[R];
+    // Whole rows as float4 when every row segment is 16-byte aligned and full.
+    const bool vec = NB % 4 == 0 && kb == NB && (n & 3) == 0 && (k0 & 3) == 0;
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const int i = t + r * T;
         org[r] = i;
+        const float* src = A + (long long)(k0 + i) * n + k0;
+        bool done = false;
+        if constexpr (NB % 4 == 0) {
+            if (vec && i < rows) {
 #pragma unroll
-        for (int c = 0; c < NB; ++c)
-            a[r][c] = (i < rows && c < kb) ? A[(long long)(k0 + i) * n + k0 + c] : 0.f;
+                for (int c = 0; c < NB; c += 4) {
+                    const float4 v = *reinterpret_cast<const float4*>(src + c);
+                    a[r][c] = v.x;
+                    a[r][c + 1] = v.y;
+                    a[r][c + 2] = v.z;
+                    a[r][c + 3] = v.w;
+                }
+                done = true;
+            }
+        }
+        if (!done) {
+#pragma unroll
+            for (int c = 0; c < NB; ++c) a[r][c] = (i < rows && c < kb) ? src[c] : 0.f;
+        }
     }
     int bad = k0 == 0 ? 0 : *status;
     if (k0 == 0)
@@ -179,10 +202,21 @@ __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restric
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const int i = t + r * T;
-        if (i < rows)
+        float* dst = A + (long long)(k0 + i) * n + k0;
+        bool done = false;
+        if constexpr (NB % 4 == 0) {
+            if (vec && i < rows) {
+#pragma unroll
+                for (int c = 0; c < NB; c += 4)
+                    *reinterpret_cast<float4*>(dst + c) = make_float4(a[r][c], a[r][c + 1], a[r][c + 2], a[r][c + 3]);
+                done = true;
+            }
+        }
+        if (!done && i < rows) {
 #pragma unroll
             for (int c = 0; c < NB; ++c)
-                if (c < kb) A[(long long)(k0 + i) * n + k0 + c] = a[r][c];
+                if (c < kb) dst[c] = a[r][c];
+        }
         if (i < kb) {
 #pragma unroll
             for (int c = 0; c < NB; ++c) l11[i][c] = a[r][c];
@@ -190,7 +224,8 @@ __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restric
         }
     }
     __syncthreads();
-    // Rows below the panel that received a panel row; L11^-1 (unit lower), one column per thread.
+    // Rows below the panel that received a panel row; L11^-1 (unit lower), one column per thread,
+    // exported with the panel rows' origins for lu_rows_f32.
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         const int i = t + r * T;
@@ -201,17 +236,32 @@ __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restric
         }
     }
     if (t < kb) {
-        for (int i = 0; i < kb; ++i) {
+        // Column t in registers (every index a constant after unrolling): the chain from one row
+        // to the next is a few FMAs, not a shared-memory round trip. Rows >= kb are not exported.
+        float col[NB];
+#pragma unroll
+        for (int i = 0; i < NB; ++i) {
             float v = i == t ? 1.f : 0.f;
-            for (int l = t; l < i; ++l) v = fmaf(-l11[i][l], li[l][t], v);
-            li[i][t] = i < t ? 0.f : v;
+#pragma unroll
+            for (int l = 0; l < i; ++l)
+                if (l >= t) v = fmaf(-l11[i][l], col[l], v);
+            col[i] = i < t ? 0.f : v;
+            if (i < kb) info_li[i * 32 + t] = col[i];
         }
+        info[LU_INFO_SRC + t] = srcp[t];
     }
     __syncthreads();
     const int nd = ndisp;
-    bool moved = nd > 0;
-    for (int s = 0; s < kb; ++s) moved |= srcp[s] != s;
-
+    for (int e = t; e < nd; e += T) {
+        info[LU_INFO_DROW + e] = disp_row[e];
+        info[LU_INFO_DSRC + e] = disp_src[e];
+    }
+    if (t == 0) {
+        bool moved = nd > 0;
+        for (int s = 0; s < kb; ++s) moved |= srcp[s] != s;
+        info[0] = nd;
+        info[1] = moved;
+    }
     // perm: gather the new entries, then write them.
     for (int e = t; e < kb + nd; e += T) {
         const int src = e < kb ? srcp[e] : disp_src[e - kb];
@@ -222,72 +272,94 @@ __device__ __forceinline__ void lu_panel(int n, int k0, int kb, float* __restric
         const int dst = e < kb ? e : disp_row[e - kb];
         perm[k0 + dst] = perm_new[e];
     }
-
-    // Every column outside the panel: right of it (row gather, then U12 = L11^-1 rows), then left of
-    // it (row gather only, and only if a row moved).
-    for (int side = 0; side < 2; ++side) {
-        const bool right = side == 0;
-        if (!right && !moved) break;
-        const int lo = right ? k0 + kb : 0, hi = right ? n : k0;
-        for (int c0 = lo; c0 < hi; c0 += LU_CHUNK) {
-            const int w = min(LU_CHUNK, hi - c0);
-            // Old panel rows, and the new panel rows that come from below the panel.
-            for (int e = t; e < kb * LU_CHUNK; e += T) {
-                const int s = e / LU_CHUNK, c = e % LU_CHUNK;
-                if (c < w) {
-                    stage[s][c] = A[(long long)(k0 + s) * n + c0 + c];
-                    const int src = srcp[s];
-                    if (src >= kb) xs[s][c] = A[(long long)(k0 + src) * n + c0 + c];
-                }
-            }
-            __syncthreads();
-            // New panel rows that come from inside it; rows below that receive a panel row.
-            for (int e = t; e < kb * LU_CHUNK; e += T) {
-                const int s = e / LU_CHUNK, c = e % LU_CHUNK;
-                const int src = srcp[s];
-                if (c < w && src < kb) xs[s][c] = stage[src][c];
-            }
-            for (int e = t; e < nd * LU_CHUNK; e += T) {
-                const int d = e / LU_CHUNK, c = e % LU_CHUNK;
-                if (c < w) A[(long long)(k0 + disp_row[d]) * n + c0 + c] = stage[disp_src[d]][c];
-            }
-            __syncthreads();
-            for (int e = t; e < kb * LU_CHUNK; e += T) {
-                const int s = e / LU_CHUNK, c = e % LU_CHUNK;
-                if (c < w) {
-                    float v = xs[s][c];
-                    if (right) {
-                        v = 0.f;
-                        for (int l = 0; l <= s; ++l) v = fmaf(li[s][l], xs[l][c], v);
-                    }
-                    A[(long long)(k0 + s) * n + c0 + c] = v;
-                }
-            }
-            __syncthreads();  // stage and xs are refilled by the next chunk
-        }
-    }
 }
 
 // One entry point per (panel width NB, rows per thread R), written out so that every name appears
 // in the source (kernels.rs finds entry points by scanning it). R NB = 32 or 64 floats per thread.
-#define LU_PANEL_ARGS int n, int k0, int kb, float *A, int *perm, int *status
+#define LU_PANEL_ARGS int n, int k0, int kb, float *A, int *perm, int *status, int *info, float *info_li
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_32x1_f32(LU_PANEL_ARGS) {
-    lu_panel<32, 1>(n, k0, kb, A, perm, status);
+    lu_panel<32, 1>(n, k0, kb, A, perm, status, info, info_li);
 }
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_32x2_f32(LU_PANEL_ARGS) {
-    lu_panel<32, 2>(n, k0, kb, A, perm, status);
+    lu_panel<32, 2>(n, k0, kb, A, perm, status, info, info_li);
 }
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_16x4_f32(LU_PANEL_ARGS) {
-    lu_panel<16, 4>(n, k0, kb, A, perm, status);
+    lu_panel<16, 4>(n, k0, kb, A, perm, status, info, info_li);
 }
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_8x8_f32(LU_PANEL_ARGS) {
-    lu_panel<8, 8>(n, k0, kb, A, perm, status);
+    lu_panel<8, 8>(n, k0, kb, A, perm, status, info, info_li);
 }
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_4x16_f32(LU_PANEL_ARGS) {
-    lu_panel<4, 16>(n, k0, kb, A, perm, status);
+    lu_panel<4, 16>(n, k0, kb, A, perm, status, info, info_li);
 }
 extern "C" __global__ void __launch_bounds__(LU_MAX_THREADS) lu_panel_2x32_f32(LU_PANEL_ARGS) {
-    lu_panel<2, 32>(n, k0, kb, A, perm, status);
+    lu_panel<2, 32>(n, k0, kb, A, perm, status, info, info_li);
+}
+
+// The panel's row interchanges and U12 for the columns outside it, 32 columns per block: blocks
+// [0, right) take the columns right of the panel (gather, then U12 = L11^-1 rows), the rest the
+// columns left of it (gather only; they return at once when no row moved). 256 threads.
+extern "C" __global__ void __launch_bounds__(256) lu_rows_f32(int n, int k0, int kb, int right, float* A,
+                                                              const int* info, const float* info_li) {
+    __shared__ float stage[32][LU_CHUNK + 1];
+    __shared__ float xs[32][LU_CHUNK + 1];
+    __shared__ float li[32][33];
+    __shared__ int srcp[32], drow[32], dsrc[32];
+    const int t = threadIdx.x, b = blockIdx.x;
+    const bool is_right = b < right;
+    const int nd = info[0];
+    if (!is_right && !info[1]) return;  // the whole block: no barrier is pending
+    const int c0 = is_right ? k0 + kb + LU_CHUNK * b : LU_CHUNK * (b - right);
+    const int w = min(LU_CHUNK, (is_right ? n : k0) - c0);
+    if (t < 32) {
+        srcp[t] = t < kb ? info[LU_INFO_SRC + t] : t;
+        drow[t] = t < nd ? info[LU_INFO_DROW + t] : 0;
+        dsrc[t] = t < nd ? info[LU_INFO_DSRC + t] : 0;
+    }
+    for (int e = t; e < 1024; e += 256) li[e >> 5][e & 31] = info_li[e];
+    __syncthreads();
+    // Old panel rows, and the new panel rows that come from below the panel.
+    for (int e = t; e < kb * LU_CHUNK; e += 256) {
+        const int s = e / LU_CHUNK, c = e % LU_CHUNK;
+        if (c < w) {
+            stage[s][c] = A[(long long)(k0 + s) * n + c0 + c];
+            const int src = srcp[s];
+            if (src >= kb) xs[s][c] = A[(long long)(k0 + src) * n + c0 + c];
+        }
+    }
+    __syncthreads();
+    // New panel rows that come from inside it; rows below that receive a panel row.
+    for (int e = t; e < kb * LU_CHUNK; e += 256) {
+        const int s = e / LU_CHUNK, c = e % LU_CHUNK;
+        const int src = srcp[s];
+        if (c < w && src < kb) xs[s][c] = stage[src][c];
+    }
+    for (int e = t; e < nd * LU_CHUNK; e += 256) {
+        const int d = e / LU_CHUNK, c = e % LU_CHUNK;
+        if (c < w) A[(long long)(k0 + drow[d]) * n + c0 + c] = stage[dsrc[d]][c];
+    }
+    __syncthreads();
+    // Thread (c, g) writes rows g, g + 8, g + 16, g + 24 of column c.
+    const int c = t % LU_CHUNK, g = t / LU_CHUNK;
+    if (c < w) {
+        float acc[4] = {0.f, 0.f, 0.f, 0.f};
+        if (is_right) {
+            const int top = min(kb - 1, g + 24);
+            for (int l = 0; l <= top; ++l) {
+                const float x = xs[l][c];
+#pragma unroll
+                for (int q = 0; q < 4; ++q) {
+                    const int s = g + 8 * q;
+                    if (l <= s) acc[q] = fmaf(li[s][l], x, acc[q]);
+                }
+            }
+        }
+#pragma unroll
+        for (int q = 0; q < 4; ++q) {
+            const int s = g + 8 * q;
+            if (s < kb) A[(long long)(k0 + s) * n + c0 + c] = is_right ? acc[q] : xs[s][c];
+        }
+    }
 }
 
 // invL[b], invU[b]: 32 x 32 blocks (row-major), b = blockIdx.x; 64 threads: 0..31 invert L's unit

@@ -2,12 +2,14 @@
 //! allocation and no host readback inside a factorization or a solve.
 //!
 //! # Factorization `P A = L U`
-//! Panels of `NB <= 32` columns. Per panel: one launch of a single-block panel kernel (the panel in
-//! registers, a warp-shuffle arg-max per column and one barrier per column; then the row
-//! interchanges applied to every other column and `U12 = L11^{-1} P A12`), and one GEMM
-//! `A22 -= L21 U12` through [`Cuda::launch_gemm`]. After the last panel, one launch inverts every
-//! `32 x 32` diagonal block of `L` and `U` for the solves. At `n = 1000`: 32 panels, 31 GEMMs and
-//! one inversion, 64 launches (the previous kernels: 126, two allocations and a blocking readback).
+//! Panels of `NB <= 32` columns. Per panel: a single-block panel kernel (the panel in registers, a
+//! warp-shuffle arg-max per column and one barrier per column; it exports `L11^{-1}` and the moved
+//! rows), a many-block row kernel (the row interchanges applied to every other column and
+//! `U12 = L11^{-1} P A12`, 32 columns per block, so that this bandwidth- and FMA-bound work is spread
+//! over the SMs instead of serialized on the panel's one), and one GEMM `A22 -= L21 U12` through
+//! [`Cuda::launch_gemm`]. After the last panel, one launch inverts every `32 x 32` diagonal block of
+//! `L` and `U` for the solves. At `n = 1000`: 32 panels, 32 row launches, 31 GEMMs and one
+//! inversion, 96 launches (the previous kernels: 126, two allocations and a blocking readback).
 //!
 //! The panel kernel holds `rows = n - k0` rows in registers, `R` per thread of at most 512 threads:
 //! `NB = 32` up to 1024 rows, then narrower panels (16 columns to 2048 rows, 8 to 4096, 4 to 8192,
@@ -38,6 +40,10 @@ pub const LEAF: usize = 256;
 const PANEL_THREADS: usize = 512;
 /// Right-hand-side columns per block of the leaf kernel (`LU_SC` in `lu.cu`).
 const LEAF_COLS: usize = 8;
+/// Ints of the panel kernel's export (`LU_INFO_INTS` in `lu.cu`, rounded up).
+const INFO_INTS: usize = 128;
+/// Columns per block of the row kernel (`LU_CHUNK`).
+const ROW_CHUNK: usize = 32;
 /// Status word of a workspace that holds no factorization yet.
 const EMPTY: i32 = i32::MIN;
 
@@ -59,6 +65,8 @@ pub struct CudaLu<D: Driver> {
     ints: DevAlloc<D>,
     /// `invL` blocks (`ceil(n / 32)` of `32 x 32`), then the `invU` blocks.
     inv: DevAlloc<D>,
+    /// What the panel kernel hands the row kernel: [`INFO_INTS`] ints, then `L11^{-1}` (`32 x 32`).
+    info: DevAlloc<D>,
     n: usize,
     /// Most threads the panel kernel may use (512; tests lower it to reach every panel variant).
     panel_threads: usize,
@@ -114,7 +122,8 @@ impl<D: Driver> Cuda<D> {
         let ints = DevAlloc::new(&self.drv, 4 * (n + 1))?;
         self.drv.htod(at(ints.ptr, n), &EMPTY.to_le_bytes())?;
         let inv = DevAlloc::new(&self.drv, 4 * 2 * 1024 * blocks)?;
-        Ok(CudaLu { a, ints, inv, n, panel_threads: PANEL_THREADS })
+        let info = DevAlloc::new(&self.drv, 4 * (INFO_INTS + 1024))?;
+        Ok(CudaLu { a, ints, inv, info, n, panel_threads: PANEL_THREADS })
     }
 
     /// Factors the `n x n` matrix at `src` into `lu`: launches only.
@@ -125,6 +134,7 @@ impl<D: Driver> Cuda<D> {
         }
         self.drv.dtod(lu.a.ptr, src, 4 * n * n)?;
         let (p, perm, status) = (lu.a.ptr, lu.ints.ptr, at(lu.ints.ptr, n));
+        let (info, info_li) = (lu.info.ptr, at(lu.info.ptr, INFO_INTS));
         let mut k0 = 0;
         while k0 < n {
             let rows = n - k0;
@@ -139,9 +149,23 @@ impl<D: Driver> Cuda<D> {
                 Arg::Ptr(p),
                 Arg::Ptr(perm),
                 Arg::Ptr(status),
+                Arg::Ptr(info),
+                Arg::Ptr(info_li),
             ];
             self.launch("lu", kernel, (1, 1, 1), (threads, 1, 1), &args)?;
             let rest = rows - kb;
+            let right = rest.div_ceil(ROW_CHUNK);
+            let blocks = right + k0.div_ceil(ROW_CHUNK);
+            let args = [
+                Arg::I32(n as i32),
+                Arg::I32(k0 as i32),
+                Arg::I32(kb as i32),
+                Arg::I32(right as i32),
+                Arg::Ptr(p),
+                Arg::Ptr(info),
+                Arg::Ptr(info_li),
+            ];
+            self.launch("lu", "lu_rows_f32", (blocks as u32, 1, 1), (256, 1, 1), &args)?;
             if rest > 0 {
                 let (l21, u12, a22) =
                     (at(p, (k0 + kb) * n + k0), at(p, k0 * n + k0 + kb), at(p, (k0 + kb) * n + k0 + kb));
