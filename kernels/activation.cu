@@ -1,9 +1,15 @@
 // activation.cu: transition nonlinearities, forward and backward, over rows of width `cols`.
 //
 //   act_fwd_f32:  h = phi(a)                                   (n elements; OPLU: n/2 pairs)
-//   act_bwd_f32:  da = J_phi(a)^T dh; parameter gradients added to dparam:
-//                 PReLU  dalpha += sum_{a <= 0} dh * a          (block reduction, one atomic per block)
-//                 modReLU db_j  += sum_rows dh * sign(a) where |a| + b_j > 0   (atomics per element)
+//   act_bwd_f32:  da = J_phi(a)^T dh (no parameter gradient).
+//   act_bwd_param_f32: da as above and the parameter gradient's partial sums, in a fixed order (no
+//                 atomics): grid (ceil(cols / 32), chunks), block (32, 8); block (x, y) covers columns
+//                 32x.. and rows y*rows_per_chunk..; thread (tx, ty) sums its column over the chunk's
+//                 rows ty, ty + 8, ... in order, then the 8 row lanes add in order:
+//                 PReLU   part[y][c] = sum_{chunk rows, a <= 0} dh * a
+//                 modReLU part[y][c] = sum_{chunk rows} dh * sign(a) where |a| + b_c > 0
+//                 then add_col_partials_f32 (modReLU: db_c += sum_y part[y][c]) or reduce_partials_f64
+//                 (PReLU: dalpha += sum of every part) in reduce.cu.
 //   margin_fwd_f32 / margin_bwd_f32: the spectral margin s = 2m (sigmoid(p) - 1/2) + 1 and its derivative.
 // `param` is the PReLU slope [1] or the modReLU bias [cols]; 1-D grids, 256 threads.
 
@@ -20,7 +26,7 @@ extern "C" __global__ void act_fwd_f32(long long n, int cols, int kind, const fl
 }
 
 extern "C" __global__ void act_bwd_f32(long long n, int cols, int kind, const float* a, const float* h,
-                                       const float* dh, const float* param, float* da, float* dparam) {
+                                       const float* dh, const float* param, float* da) {
     if (kind == ACT_OPLU) {
         GRID_STRIDE(p, n / 2) {
             bool keep = a[2 * p] >= a[2 * p + 1];
@@ -30,17 +36,32 @@ extern "C" __global__ void act_bwd_f32(long long n, int cols, int kind, const fl
         }
         return;
     }
-    double slope_grad = 0.0;
-    GRID_STRIDE(i, n) {
-        int col = (int)(i % cols);
-        float x = a[i], g = dh[i];
-        da[i] = act_elem_bwd(kind, x, h[i], g, param, col);
-        if (dparam && kind == ACT_PRELU && !(x > 0.f)) slope_grad += (double)g * x;
-        if (dparam && kind == ACT_MODRELU && fabsf(x) + param[col] > 0.f) atomicAdd(&dparam[col], g * sgnf(x));
-    }
-    if (kind == ACT_PRELU && dparam) {
-        double s = block_sum_d(slope_grad);
-        if (threadIdx.x == 0) atomicAdd(&dparam[0], (float)s);
+    GRID_STRIDE(i, n) da[i] = act_elem_bwd(kind, a[i], h[i], dh[i], param, (int)(i % cols));
+}
+
+extern "C" __global__ void __launch_bounds__(256) act_bwd_param_f32(int rows, int cols, int rows_per_chunk, int kind,
+                                                                    const float* a, const float* h,
+                                                                    const float* dh, const float* param, float* da,
+                                                                    double* part) {
+    __shared__ double lanes[8][33];
+    const int tx = threadIdx.x, ty = threadIdx.y;
+    const int c = blockIdx.x * 32 + tx;
+    const int r0 = blockIdx.y * rows_per_chunk, r1 = min(rows, r0 + rows_per_chunk);
+    double s = 0.0;
+    if (c < cols)
+        for (int r = r0 + ty; r < r1; r += 8) {
+            const long long i = (long long)r * cols + c;
+            const float x = a[i], g = dh[i];
+            da[i] = act_elem_bwd(kind, x, h[i], g, param, c);
+            if (kind == ACT_PRELU && !(x > 0.f)) s += (double)g * x;
+            if (kind == ACT_MODRELU && fabsf(x) + param[c] > 0.f) s += (double)(g * sgnf(x));
+        }
+    lanes[ty][tx] = s;
+    __syncthreads();
+    if (ty == 0 && c < cols) {
+        double t = 0.0;
+        for (int y = 0; y < 8; ++y) t += lanes[y][tx];
+        part[(long long)blockIdx.y * cols + c] = t;
     }
 }
 

@@ -1,17 +1,18 @@
 // loss.cu: softmax cross-entropy and squared error, forward and backward in one pass.
 //
 //   softmax_xent_f32: one warp per row of `logits` [rows, classes]; targets[r] is the class as a float
-//     (negative: row ignored, gradient zero). grad = scale (softmax - onehot). Accumulates into
-//     acc[0] += loss (natural log), acc[1] += correct (arg-max == target, first maximum wins), acc[2] += counted rows.
-//     acc[3] += rows whose target is not an integer in [0, classes) (skipped; the host reports them).
-//     Block 256 threads = 8 rows per block.
-//   mse_f32: grad = 2 scale (pred - target); acc[0] += sum (pred - target)^2.
+//     (negative: row ignored, gradient zero). grad = scale (softmax - onehot). Block b writes its
+//     rows' totals to part[4 b ..]: loss (natural log), correct (arg-max == target, first maximum
+//     wins), counted rows, and rows whose target is not an integer in [0, classes) (skipped; the host
+//     reports them). Block 256 threads = 8 rows per block.
+//   mse_f32: grad = 2 scale (pred - target); part[b] = block b's sum of (pred - target)^2.
+// reduce_partials_f64 (reduce.cu) then adds the blocks' totals in a fixed order.
 
 extern "C" __global__ void softmax_xent_f32(int rows, int classes, const float* logits, const float* targets,
-                                            float* grad, float scale, double* acc) {
+                                            float* grad, float scale, double* part) {
     int lane = threadIdx.x & 31;
     int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    double loss = 0.0, correct = 0.0, count = 0.0;
+    double loss = 0.0, correct = 0.0, count = 0.0, bad = 0.0;
     if (r < rows) {
         const float* x = logits + (long long)r * classes;
         float* g = grad + (long long)r * classes;
@@ -21,7 +22,7 @@ extern "C" __global__ void softmax_xent_f32(int rows, int classes, const float* 
         bool invalid = !ignored && !(tgt < (float)classes && tgt == floorf(tgt));
         if (ignored || invalid) {
             for (int j = lane; j < classes; j += 32) g[j] = 0.f;
-            if (invalid && lane == 0) atomicAdd(&acc[3], 1.0);
+            if (invalid && lane == 0) bad = 1.0;
         } else {
             int target = (int)tgt;
             // Maximum and its first index.
@@ -50,15 +51,22 @@ extern "C" __global__ void softmax_xent_f32(int rows, int classes, const float* 
             }
         }
     }
-    if (lane == 0 && count > 0.0) {
-        atomicAdd(&acc[0], loss);
-        atomicAdd(&acc[1], correct);
-        atomicAdd(&acc[2], count);
+    // Only lane 0 of each row's warp holds nonzero totals; the block adds them in a fixed order.
+    loss = block_sum_d(loss);
+    correct = block_sum_d(correct);
+    count = block_sum_d(count);
+    bad = block_sum_d(bad);
+    if (threadIdx.x == 0) {
+        double* p = part + 4 * (long long)blockIdx.x;
+        p[0] = loss;
+        p[1] = correct;
+        p[2] = count;
+        p[3] = bad;
     }
 }
 
 extern "C" __global__ void mse_f32(long long n, const float* pred, const float* target, float* grad, float scale,
-                                   double* acc) {
+                                   double* part) {
     double s = 0.0;
     GRID_STRIDE(i, n) {
         float e = pred[i] - target[i];
@@ -66,5 +74,5 @@ extern "C" __global__ void mse_f32(long long n, const float* pred, const float* 
         s += (double)e * e;
     }
     s = block_sum_d(s);
-    if (threadIdx.x == 0) atomicAdd(&acc[0], s);
+    if (threadIdx.x == 0) part[blockIdx.x] = s;
 }

@@ -17,8 +17,8 @@
 mod backends;
 
 use backends::{Composed, Dut, Ref, check, check_rel, dims, down, rand, uniform, up, up64, wide};
-use ortho_rnn::Error;
 use ortho_rnn::backend::{Act, Activation, Backend, OptimRule, OptimStep, SeqDims, Slice, SliceMut};
+use ortho_rnn::{Error, Scalar};
 
 const U: f64 = 6.0e-8;
 
@@ -54,13 +54,21 @@ fn lu_matrix(n: usize, graded: bool, seed: u64) -> Vec<f32> {
     a.iter().zip(&e).map(|(v, e)| v * 10f32.powf(*e)).collect()
 }
 
-/// Factor and solve `A X = B` and `A^T X = B` across panel sizes (the panel is 32 columns, the
-/// pivot search 256 threads): random matrices (so rows are swapped) and graded ones (so a pivot that
-/// is not the column's largest shows).
+/// Factor and solve `A X = B` and `A^T X = B` across panel sizes (panels of 32 columns, one thread
+/// per row up to 512 rows; solve leaves of 256 rows, 8 right-hand sides per block): random matrices
+/// (so rows are swapped) and graded ones (so a pivot that is not the column's largest shows).
 fn lu_solves<B: Backend<Elem = f32>>(t: &Dut<B>) {
     let r = refb();
-    let cases =
-        [(1usize, false, 3usize), (5, false, 3), (31, false, 33), (32, false, 1), (33, false, 33), (70, false, 3)];
+    let cases = [
+        (1usize, false, 3usize),
+        (7, false, 3),
+        (31, false, 33),
+        (32, false, 1),
+        (33, false, 33),
+        (64, false, 3),
+        (100, false, 9),
+        (130, false, 3),
+    ];
     let graded = [(33usize, true, 2usize), (70, true, 2), (257, true, 1)];
     for (i, &(n, graded, nrhs_max)) in cases.iter().chain(&graded).enumerate() {
         let seed = 2000 + 10 * i as u64;
@@ -70,7 +78,7 @@ fn lu_solves<B: Backend<Elem = f32>>(t: &Dut<B>) {
         let lu = t.dev.lu_factor(Slice::all(&da), n).expect("lu_factor");
         assert_eq!(down(&t.dev, &da), wide(&a), "lu_factor must not modify its input (n={n})");
         let rlu = r.lu_factor(Slice::all(&up64(&r, &a)), n).unwrap();
-        for nrhs in [1usize, 3, 33].into_iter().filter(|&k| k <= nrhs_max) {
+        for nrhs in [1usize, 3, 9, 33].into_iter().filter(|&k| k <= nrhs_max) {
             let b = rand(n * nrhs, seed + nrhs as u64);
             for transpose in [false, true] {
                 let what = format!("lu n={n} graded={graded} nrhs={nrhs} transpose={transpose} (cond {kappa:.1e})");
@@ -100,21 +108,44 @@ fn lu_solves<B: Backend<Elem = f32>>(t: &Dut<B>) {
     }
 }
 
-/// An exactly zero column gives an exactly zero pivot: `Error::Singular` at that column, in the
-/// first panel, at a panel's first column, and in a later panel. A NaN column (no pivot compares
-/// larger than anything) and an all-NaN matrix are `Error::Singular` too, not a crash.
+/// Factors `a` into `lu`: the status (`lu_status`) and the solution of `A X = 1` (one column).
+fn factor_and_solve<B: Backend>(dev: &B, lu: &mut B::Lu, a: &[f32], n: usize) -> (ortho_rnn::Result<()>, Vec<f64>) {
+    let of = |v: &[f32]| dev.upload(&v.iter().map(|&x| B::Elem::of(x as f64)).collect::<Vec<_>>()).unwrap();
+    dev.lu_factor_into(Slice::all(&of(a)), lu).expect("lu_factor_into does not report singularity");
+    let mut x = of(&vec![1.0; n]);
+    dev.lu_solve(lu, SliceMut::all(&mut x), 1, false).expect("lu_solve");
+    (dev.lu_status(lu), down(dev, &x))
+}
+
+/// An exactly zero column gives an exactly zero pivot: `lu_status` names that column (in the first
+/// panel, at a panel's first column, in a later panel) and every solve returns NaN. A NaN column (no
+/// pivot compares larger than anything) and an all-NaN matrix are `Error::Singular` too, not a
+/// crash. The same workspace then factors a regular matrix correctly (status and permutation reset),
+/// and an unused workspace is an error, not a silent zero.
 fn lu_singular<B: Backend<Elem = f32>>(t: &Dut<B>) {
     let r = refb();
     for (n, zero_col) in [(1usize, 0usize), (5, 2), (33, 32), (70, 40)] {
         let mut a = rand(n * n, 2100 + n as u64);
         (0..n).for_each(|row| a[row * n + zero_col] = 0.0);
-        let got = t.dev.lu_factor(Slice::all(&up(&t.dev, &a)), n).err();
-        let want = r.lu_factor(Slice::all(&up64(&r, &a)), n).err();
-        assert!(matches!(want, Some(Error::Singular { index, .. }) if index == zero_col), "reference: {want:?}");
+        let mut lu = t.dev.lu_new(n).unwrap();
+        assert!(t.dev.lu_status(&lu).is_err(), "n={n}: an empty workspace has no regular factorization");
+        let (got, x) = factor_and_solve(&t.dev, &mut lu, &a, n);
+        let mut rlu = r.lu_new(n).unwrap();
+        let (want, x_ref) = factor_and_solve(&r, &mut rlu, &a, n);
+        assert!(matches!(want, Err(Error::Singular { index, .. }) if index == zero_col), "reference: {want:?}");
+        assert!(x_ref.iter().all(|v| v.is_nan()), "reference: the solve of a singular system is NaN");
         assert!(
-            matches!(got, Some(Error::Singular { index, .. }) if index == zero_col),
+            matches!(got, Err(Error::Singular { index, .. }) if index == zero_col),
             "n={n}, zero column {zero_col}: {got:?}"
         );
+        assert!(x.iter().all(|v| v.is_nan()), "n={n}: the solve of a singular system must be NaN: {x:?}");
+        // The same workspace, now with a regular matrix (a random one, one column replaced).
+        let a2 = rand(n * n, 2200 + n as u64);
+        let (got, x) = factor_and_solve(&t.dev, &mut lu, &a2, n);
+        let (want, x_ref) = factor_and_solve(&r, &mut rlu, &a2, n);
+        assert!(want.is_ok() && got.is_ok(), "n={n}: a regular matrix after a singular one: {got:?}");
+        let scale = max_abs(&x_ref);
+        check_rel(&format!("n={n}: solve after reuse"), &x, &x_ref, 0.0, 1e-3 * scale);
     }
     for (n, nan_col) in [(5usize, Some(0usize)), (40, Some(35)), (33, None)] {
         let mut a = rand(n * n, 2150 + n as u64);
@@ -125,10 +156,11 @@ fn lu_singular<B: Backend<Elem = f32>>(t: &Dut<B>) {
                 }
             }
         }
-        let got = t.dev.lu_factor(Slice::all(&up(&t.dev, &a)), n).err();
-        let want = r.lu_factor(Slice::all(&up64(&r, &a)), n).err();
-        assert!(matches!(want, Some(Error::Singular { .. })), "reference, NaN column {nan_col:?}: {want:?}");
-        assert!(matches!(got, Some(Error::Singular { .. })), "n={n}, NaN column {nan_col:?}: {got:?}");
+        let (got, x) = factor_and_solve(&t.dev, &mut t.dev.lu_new(n).unwrap(), &a, n);
+        let (want, _) = factor_and_solve(&r, &mut r.lu_new(n).unwrap(), &a, n);
+        assert!(matches!(want, Err(Error::Singular { .. })), "reference, NaN column {nan_col:?}: {want:?}");
+        assert!(matches!(got, Err(Error::Singular { .. })), "n={n}, NaN column {nan_col:?}: {got:?}");
+        assert!(x.iter().all(|v| v.is_nan()), "n={n}: NaN column {nan_col:?}: the solve must be NaN");
     }
 }
 

@@ -10,7 +10,7 @@
 //! a visible `SKIPPED` line and a pass; wheels present → any failure (loading NVRTC, compiling,
 //! `ptxas`, a missing `ptxas`) fails.
 
-use ortho_rnn::backend::cuda::cudarc_driver::{compile_family, nvrtc_present, nvrtc_version};
+use ortho_rnn::backend::cuda::cudarc_driver::{compile_family, compile_family_cubin, nvrtc_present, nvrtc_version};
 use ortho_rnn::backend::cuda::kernels::{FAMILIES, entry_points};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -73,6 +73,8 @@ fn nvrtc_compiles_every_kernel_family_for_sm80_and_sm90() {
 #[derive(Default)]
 struct Usage {
     registers: u32,
+    /// Static shared memory in bytes.
+    smem: u32,
     stack: u32,
     spill_stores: u32,
     spill_loads: u32,
@@ -96,6 +98,7 @@ fn parse_ptxas(log: &str) -> Vec<(String, Usage)> {
                 u.spill_loads = num_before(line, "bytes spill loads").unwrap_or(0);
             } else if line.contains("Used") && line.contains("registers") {
                 u.registers = num_before(line, "registers").unwrap_or(0);
+                u.smem = num_before(line, "bytes smem").unwrap_or(0);
             }
         }
     }
@@ -107,14 +110,15 @@ fn ptxas_reports_are_parsed() {
     let log = "ptxas info    : Compiling entry function 'gemm_f32' for 'sm_80'\n\
                ptxas info    : Function properties for gemm_f32\n    \
                8 bytes stack frame, 4 bytes spill stores, 12 bytes spill loads\n\
-               ptxas info    : Used 128 registers, used 1 barriers, 472 bytes cmem[0]\n\
+               ptxas info    : Used 128 registers, used 1 barriers, 16384 bytes smem, 472 bytes cmem[0]\n\
                ptxas info    : Compiling entry function 'fill_f32' for 'sm_80'\n\
                ptxas info    : Used 10 registers, 380 bytes cmem[0]\n";
     let got = parse_ptxas(log);
     assert_eq!(got.len(), 2);
     let (name, u) = &got[0];
     assert_eq!((name.as_str(), u.registers, u.stack, u.spill_stores, u.spill_loads), ("gemm_f32", 128, 8, 4, 12));
-    assert_eq!((got[1].0.as_str(), got[1].1.registers, got[1].1.spill_stores), ("fill_f32", 10, 0));
+    assert_eq!(u.smem, 16384);
+    assert_eq!((got[1].0.as_str(), got[1].1.registers, got[1].1.spill_stores, got[1].1.smem), ("fill_f32", 10, 0, 0));
 }
 
 /// Per-kernel usage of one family on one architecture, or what failed.
@@ -163,8 +167,8 @@ fn inner_compile_every_family_with_nvrtc_and_ptxas() {
     std::fs::create_dir_all(&dir).expect("temp dir");
     println!("NVRTC {:?}, ptxas {}", nvrtc_version().unwrap_or((0, 0)), ptxas.display());
     println!(
-        "{:<13} {:<6} {:<31} {:>5} {:>6} {:>7} {:>7}",
-        "family", "arch", "kernel", "regs", "stack", "spill-st", "spill-ld"
+        "{:<13} {:<6} {:<31} {:>5} {:>6} {:>6} {:>7} {:>7}",
+        "family", "arch", "kernel", "regs", "smem", "stack", "spill-st", "spill-ld"
     );
     // (family, arch) jobs, compiled on as many threads as there are cores; printed in order.
     // The GEMM family (four instantiations, fp16/bf16 headers) takes longest: start it first.
@@ -199,8 +203,8 @@ fn inner_compile_every_family_with_nvrtc_and_ptxas() {
         };
         for (name, u) in &usage {
             println!(
-                "{family:<13} {arch:<6} {name:<31} {:>5} {:>6} {:>7} {:>7}",
-                u.registers, u.stack, u.spill_stores, u.spill_loads
+                "{family:<13} {arch:<6} {name:<31} {:>5} {:>6} {:>6} {:>7} {:>7}",
+                u.registers, u.smem, u.stack, u.spill_stores, u.spill_loads
             );
             if u.spill_stores + u.spill_loads > 0 {
                 spills.push(format!("{name} ({arch}): {} B stores, {} B loads", u.spill_stores, u.spill_loads));
@@ -208,6 +212,15 @@ fn inner_compile_every_family_with_nvrtc_and_ptxas() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    // The loader's first choice: a CUBIN straight from NVRTC for the device's architecture (one
+    // small family; the table above already assembled every family with ptxas).
+    for arch in ARCHS {
+        match compile_family_cubin("reduce", arch) {
+            Ok(bin) => assert!(bin.starts_with(b"\x7fELF"), "the {arch} CUBIN is not an ELF image"),
+            Err(e) => failures.push(format!("reduce {arch}: CUBIN: {e}")),
+        }
+    }
+    println!("CUBIN (NVRTC -arch=sm_XY): reduce for {ARCHS:?}, ELF images");
     if spills.is_empty() {
         println!("register spills: none");
     } else {

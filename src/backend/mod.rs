@@ -447,9 +447,28 @@ pub trait Backend: Clone + Send + Sync + 'static {
     fn col_dot(&self, a: Slice<Self>, b: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()>;
 
     // ---- linear algebra ----
-    /// Factors an `n x n` matrix with partial pivoting.
-    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<Self::Lu>;
-    /// Solves `A X = B` (or `A^T X = B`) in place; `B` is `[n, nrhs]`.
+    /// A factorization workspace for `n x n` matrices (allocated once; refilled by
+    /// [`Backend::lu_factor_into`] without allocating). It holds no factorization yet: solving with
+    /// it gives NaN and [`Backend::lu_status`] says so.
+    fn lu_new(&self, n: usize) -> Result<Self::Lu>;
+    /// Factors `a` (`n x n`, the order `lu` was made for) into `lu` with partial pivoting, without
+    /// allocating and without waiting for a device. A zero or non-finite pivot is **not** reported
+    /// here (a device would have to stop and read it back): [`Backend::lu_status`] reports it, and
+    /// every solve with such a factorization fills its right-hand sides with NaN, so the NaN reaches
+    /// the loss and the drift checks that already stop a run.
+    fn lu_factor_into(&self, a: Slice<Self>, lu: &mut Self::Lu) -> Result<()>;
+    /// [`Backend::lu_new`] then [`Backend::lu_factor_into`] (allocates; keep a workspace in a loop).
+    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<Self::Lu> {
+        let mut lu = self.lu_new(n)?;
+        self.lu_factor_into(a, &mut lu)?;
+        Ok(lu)
+    }
+    /// [`Error::Singular`](crate::Error) naming the first column whose pivot was zero or not finite
+    /// in the last factorization into `lu` (an error too if `lu` holds none); `Ok` otherwise. On a
+    /// device this waits for the factorization: call it where the host synchronizes anyway.
+    fn lu_status(&self, lu: &Self::Lu) -> Result<()>;
+    /// Solves `A X = B` (or `A^T X = B`) in place; `B` is `[n, nrhs]`. With a singular factorization
+    /// (see [`Backend::lu_status`]) every entry of `B` becomes NaN.
     fn lu_solve(&self, lu: &Self::Lu, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()>;
 
     // ---- optimizers ----

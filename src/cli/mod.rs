@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use ortho_rnn::backend::Backend;
 use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::device::DeviceKind;
+use ortho_rnn::backend::cuda::baselines;
 use ortho_rnn::device::{BackendJob, dispatch};
 use ortho_rnn::error::{Error, Result};
 use ortho_rnn::limits;
@@ -182,6 +183,14 @@ struct BenchArgs {
     /// Print a one-line JSON summary.
     #[arg(long)]
     json: bool,
+    /// Also time cuBLAS sgemm beside our GEMM at each GEMM shape of the iteration (`--device cuda`,
+    /// a build with `--features cuda-baselines`).
+    #[arg(long, value_enum, default_value = "ours")]
+    gemm: baselines::GemmBaseline,
+    /// Also time cuSOLVER sgetrf/sgetrs beside our LU, solve and Cayley step at n = hidden
+    /// (`--device cuda`, a build with `--features cuda-baselines`).
+    #[arg(long, value_enum, default_value = "ours")]
+    lu: baselines::LuBaseline,
 }
 
 /// Parses the command line (exiting with clap's message on an error), recording which `train`
@@ -526,6 +535,13 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let optim = a.optim.config(&spec)?;
     let dims = TaskDims::of(&TaskSpec::synthetic(TaskKind::Copy, a.seq_len, 1))?;
     limits::check_memory(a.device.device, &memory::estimate(&spec, &dims, a.batch, false)?)?;
+    let wants_baseline = a.gemm != baselines::GemmBaseline::Ours || a.lu != baselines::LuBaseline::Ours;
+    if wants_baseline && a.device.device != DeviceKind::Cuda {
+        return Err(Error::invalid("--gemm/--lu", "a baseline", "cuBLAS and cuSOLVER run on a GPU: add --device cuda"));
+    }
+    if let Some(tables) = baselines::compare_on_gpu(&spec, a.seq_len, a.batch, a.gemm, a.lu)? {
+        print!("{tables}");
+    }
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
     let r = dispatch(a.device.device, a.device.threads, job)?;
     if a.json {

@@ -70,11 +70,9 @@ impl DriftGuard {
     }
 }
 
-/// Workspace for geodesic Cayley steps of one `n x n` orthogonal matrix (three `n x n` buffers),
-/// with an optional [`DriftGuard`] and a count of the QR repairs it made.
-///
-/// The backend's [`Backend::lu_factor`] returns a fresh LU object each step; with a
-/// `lu_factor_into` primitive the step would allocate nothing.
+/// Workspace for geodesic Cayley steps of one `n x n` orthogonal matrix (three `n x n` buffers and
+/// an LU workspace, so a step allocates nothing), with an optional [`DriftGuard`] and a count of the
+/// QR repairs it made.
 pub struct CayleyStep<B: Backend> {
     n: usize,
     form: CayleyForm,
@@ -85,6 +83,8 @@ pub struct CayleyStep<B: Backend> {
     p: B::Buf,
     /// `P^{-1} M` (fast) or `P^{-1} B M` (accurate).
     y: B::Buf,
+    /// The factorization of `P`.
+    lu: B::Lu,
     steps: usize,
     reorthogonalizations: usize,
     last_drift: Option<f64>,
@@ -101,6 +101,7 @@ impl<B: Backend> CayleyStep<B> {
             gm,
             p,
             y,
+            lu: b.lu_new(n)?,
             steps: 0,
             reorthogonalizations: 0,
             last_drift: None,
@@ -150,9 +151,9 @@ impl<B: Backend> CayleyStep<B> {
             CayleyForm::Fast => {
                 // P = I + B; y = P^{-1} M; M <- 2 y - M.
                 b.add_diag(SliceMut::all(&mut self.p), n, elem(1.0))?;
-                let lu = b.lu_factor(Slice::all(&self.p), n)?;
+                b.lu_factor_into(Slice::all(&self.p), &mut self.lu)?;
                 b.copy(m.as_ref(), SliceMut::all(&mut self.y))?;
-                b.lu_solve(&lu, SliceMut::all(&mut self.y), n, false)?;
+                b.lu_solve(&self.lu, SliceMut::all(&mut self.y), n, false)?;
                 b.axpby(elem(2.0), Slice::all(&self.y), elem(-1.0), m.rb())?;
             }
             CayleyForm::Accurate => {
@@ -165,8 +166,8 @@ impl<B: Backend> CayleyStep<B> {
                     Epilogue::none(),
                 )?;
                 b.add_diag(SliceMut::all(&mut self.p), n, elem(1.0))?;
-                let lu = b.lu_factor(Slice::all(&self.p), n)?;
-                b.lu_solve(&lu, SliceMut::all(&mut self.y), n, false)?;
+                b.lu_factor_into(Slice::all(&self.p), &mut self.lu)?;
+                b.lu_solve(&self.lu, SliceMut::all(&mut self.y), n, false)?;
                 b.axpby(elem(-2.0), Slice::all(&self.y), elem(1.0), m.rb())?;
             }
         }
@@ -192,6 +193,11 @@ impl<B: Backend> CayleyStep<B> {
         let d = self.drift(b, m.as_ref())?;
         self.last_drift = Some(d);
         if !d.is_finite() {
+            // A singular P (only from non-finite gradients: I + B with B skew is regular) made the
+            // solve NaN; say so when that is what happened.
+            if self.steps > 0 {
+                b.lu_status(&self.lu)?;
+            }
             return Err(Error::invalid(
                 "orthogonal matrix",
                 format!("drift {d}"),
@@ -238,6 +244,7 @@ pub fn cayley_transform<B: Backend>(b: &B, a: Slice<B>, n: usize) -> Result<(B::
     b.copy(a, SliceMut::all(&mut p))?;
     b.add_diag(SliceMut::all(&mut p), n, B::Elem::of(1.0))?;
     let lu = b.lu_factor(Slice::all(&p), n)?;
+    b.lu_status(&lu)?;
     b.axpby(B::Elem::of(-1.0), a, B::Elem::of(0.0), SliceMut::all(&mut w))?;
     b.add_diag(SliceMut::all(&mut w), n, B::Elem::of(1.0))?;
     b.lu_solve(&lu, SliceMut::all(&mut w), n, false)?;
@@ -285,14 +292,16 @@ pub struct Scornn<B: Backend> {
     p: B::Buf,
     v: B::Buf,
     d: B::Buf,
-    lu: Option<B::Lu>,
+    /// The factorization of `I + A` (valid once `factored`).
+    lu: B::Lu,
+    factored: bool,
 }
 
 impl<B: Backend> Scornn<B> {
     /// Workspace for `n x n` matrices.
     pub fn new(b: &B, n: usize) -> Result<Self> {
         let [w, p, v] = square_zeros::<B, 3>(b, n)?;
-        Ok(Scornn { n, w, p, v, d: b.zeros(n)?, lu: None })
+        Ok(Scornn { n, w, p, v, d: b.zeros(n)?, lu: b.lu_new(n)?, factored: false })
     }
 
     /// Builds `W` from skew `A` and the diagonal `d` of `D` (entries `±1`).
@@ -302,14 +311,14 @@ impl<B: Backend> Scornn<B> {
         d.check("scornn(D)", n)?;
         b.copy(a, SliceMut::all(&mut self.p))?;
         b.add_diag(SliceMut::all(&mut self.p), n, B::Elem::of(1.0))?;
-        let lu = b.lu_factor(Slice::all(&self.p), n)?;
+        b.lu_factor_into(Slice::all(&self.p), &mut self.lu)?;
         // p <- I - A (the factorization holds its own copy), solve, scale columns by d.
         b.axpby(B::Elem::of(-1.0), a, B::Elem::of(0.0), SliceMut::all(&mut self.p))?;
         b.add_diag(SliceMut::all(&mut self.p), n, B::Elem::of(1.0))?;
-        b.lu_solve(&lu, SliceMut::all(&mut self.p), n, false)?;
+        b.lu_solve(&self.lu, SliceMut::all(&mut self.p), n, false)?;
         b.scale_cols(Slice::all(&self.p), d, n, n, SliceMut::all(&mut self.w))?;
         b.copy(d, SliceMut::all(&mut self.d))?;
-        self.lu = Some(lu);
+        self.factored = true;
         Ok(())
     }
 
@@ -320,9 +329,13 @@ impl<B: Backend> Scornn<B> {
 
     /// `dL/dA = V^T - V` into `out` from `G = dL/dW` (after [`Scornn::forward`]).
     pub fn backward(&mut self, b: &B, g: Slice<B>, out: SliceMut<B>) -> Result<()> {
-        let lu = self.lu.as_ref().ok_or_else(|| {
-            Error::invalid("scornn backward", "called first", "run Scornn::forward before Scornn::backward")
-        })?;
-        scornn_grad_into(b, lu, Slice::all(&self.w), Slice::all(&self.d), g, self.n, &mut self.v, out)
+        if !self.factored {
+            return Err(Error::invalid(
+                "scornn backward",
+                "called first",
+                "run Scornn::forward before Scornn::backward",
+            ));
+        }
+        scornn_grad_into(b, &self.lu, Slice::all(&self.w), Slice::all(&self.d), g, self.n, &mut self.v, out)
     }
 }

@@ -125,14 +125,14 @@ impl<B: Backend> ExpmFrechet<B> {
         self.pade.eval_uv(b, m)?;
         self.derivative_uv(b, m)?;
 
-        let lu = self.pade.solve_r(b)?; // R = exp(X) in pade.v
+        self.pade.solve_r(b)?; // R = exp(X) in pade.v
         let (r, l_u, l_v, t) = (&self.pade.v, &mut self.l_u, &self.l_v, &mut self.t);
         // t = L_U - L_V; L_U <- L_U + L_V + t R; L = (V - U)^{-1} L_U.
         b.copy(Slice::all(l_u), SliceMut::all(t))?;
         b.axpby(B::Elem::of(-1.0), Slice::all(l_v), B::Elem::of(1.0), SliceMut::all(t))?;
         b.axpby(B::Elem::of(1.0), Slice::all(l_v), B::Elem::of(1.0), SliceMut::all(l_u))?;
         mm(b, n, 1.0, t, false, r, false, 1.0, l_u)?;
-        b.lu_solve(&lu, SliceMut::all(l_u), n, false)?;
+        b.lu_solve(&self.pade.lu, SliceMut::all(l_u), n, false)?;
 
         for _ in 0..choice.squarings {
             // L <- R L + L R, then R <- R^2.

@@ -154,6 +154,8 @@ pub(super) struct PadeWork<B: Backend> {
     pub v: B::Buf,
     /// Scratch: the input copy, then `V - U` before its factorization, then squaring scratch.
     pub t: B::Buf,
+    /// The factorization of `V - U` (after [`PadeWork::solve_r`]).
+    pub lu: B::Lu,
 }
 
 impl<B: Backend> PadeWork<B> {
@@ -163,7 +165,7 @@ impl<B: Backend> PadeWork<B> {
         let [x, a2, a4, a6, w, u, v, t] = square_zeros::<B, 8>(b, n)?;
         let high = if single::<B::Elem>() { 0 } else { n * n };
         let (a8, w1, z1) = (b.zeros(high)?, b.zeros(high)?, b.zeros(high)?);
-        Ok(PadeWork { n, x, a2, a4, a6, a8, w1, z1, w, u, v, t })
+        Ok(PadeWork { n, x, a2, a4, a6, a8, w1, z1, w, u, v, t, lu: b.lu_new(n)? })
     }
 
     /// Loads `X = 2^-s op(A)` (`op` = transpose when `transpose`), with degree `m` and `s` given by
@@ -237,15 +239,15 @@ impl<B: Backend> PadeWork<B> {
         mm(b, n, 1.0, &self.x, false, &self.w, false, 0.0, &mut self.u)
     }
 
-    /// Factors `V - U` and overwrites `V` with `R = (V - U)^{-1} (V + U)`; returns the LU for reuse.
-    pub fn solve_r(&mut self, b: &B) -> Result<B::Lu> {
+    /// Factors `V - U` into [`PadeWork::lu`] (kept for reuse) and overwrites `V` with
+    /// `R = (V - U)^{-1} (V + U)`.
+    pub fn solve_r(&mut self, b: &B) -> Result<()> {
         let n = self.n;
         b.copy(Slice::all(&self.v), SliceMut::all(&mut self.t))?;
         b.axpby(B::Elem::of(-1.0), Slice::all(&self.u), B::Elem::of(1.0), SliceMut::all(&mut self.t))?;
-        let lu = b.lu_factor(Slice::all(&self.t), n)?;
+        b.lu_factor_into(Slice::all(&self.t), &mut self.lu)?;
         b.axpby(B::Elem::of(1.0), Slice::all(&self.u), B::Elem::of(1.0), SliceMut::all(&mut self.v))?;
-        b.lu_solve(&lu, SliceMut::all(&mut self.v), n, false)?;
-        Ok(lu)
+        b.lu_solve(&self.lu, SliceMut::all(&mut self.v), n, false)
     }
 
     /// `R <- R^2` (in `v`, using `t` as scratch).

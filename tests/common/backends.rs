@@ -353,8 +353,14 @@ impl<B: Backend<Elem = f32>> Backend for Composed<B> {
     fn col_dot(&self, a: Slice<Self>, b: Slice<Self>, rows: usize, cols: usize, out: SliceMut<Self>) -> Result<()> {
         self.0.col_dot(s(a), s(b), rows, cols, sm(out))
     }
-    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<B::Lu> {
-        self.0.lu_factor(s(a), n)
+    fn lu_new(&self, n: usize) -> Result<B::Lu> {
+        self.0.lu_new(n)
+    }
+    fn lu_factor_into(&self, a: Slice<Self>, lu: &mut B::Lu) -> Result<()> {
+        self.0.lu_factor_into(s(a), lu)
+    }
+    fn lu_status(&self, lu: &B::Lu) -> Result<()> {
+        self.0.lu_status(lu)
     }
     fn lu_solve(&self, lu: &B::Lu, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         self.0.lu_solve(lu, sm(b), nrhs, transpose)

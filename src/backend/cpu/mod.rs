@@ -107,6 +107,33 @@ pub struct CpuLu<T: Scalar> {
     perm_inv: Vec<usize>,
     n: usize,
     par: Par,
+    status: LuStatus,
+}
+
+/// What the last factorization into a workspace found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LuStatus {
+    /// Nothing factored yet.
+    Empty,
+    /// Every pivot nonzero and finite.
+    Regular,
+    /// The first zero or non-finite pivot's column.
+    Singular(usize),
+}
+
+impl LuStatus {
+    /// `Ok` for a regular factorization, else the error [`Backend::lu_status`] reports.
+    pub(crate) fn check(self) -> Result<()> {
+        match self {
+            LuStatus::Regular => Ok(()),
+            LuStatus::Singular(index) => Err(Error::Singular { op: "lu_factor", index }),
+            LuStatus::Empty => Err(Error::invalid(
+                "LU workspace",
+                "empty",
+                "it holds no factorization yet: call lu_factor_into before lu_solve or lu_status",
+            )),
+        }
+    }
 }
 
 impl<T: Scalar> Backend for Cpu<T> {
@@ -405,24 +432,38 @@ impl<T: Scalar> Backend for Cpu<T> {
         Ok(())
     }
 
-    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<CpuLu<T>> {
-        a.check("lu_factor", n * n)?;
-        let src = view(a);
-        let mut lu = Mat::<T>::from_fn(n, n, |i, j| src[i * n + j]);
-        let (mut perm, mut perm_inv) = (vec![0usize; n], vec![0usize; n]);
+    fn lu_new(&self, n: usize) -> Result<CpuLu<T>> {
         // Measured: a second thread slows the factorization down below n ~ 300.
         let par = self.par_for(n * n * n / 8);
+        let (perm, perm_inv) = (vec![0usize; n], vec![0usize; n]);
+        Ok(CpuLu { lu: Mat::zeros(n, n), perm, perm_inv, n, par, status: LuStatus::Empty })
+    }
+    fn lu_factor_into(&self, a: Slice<Self>, lu: &mut CpuLu<T>) -> Result<()> {
+        let n = lu.n;
+        a.check("lu_factor", n * n)?;
+        let src = view(a);
+        lu.lu.as_mut().copy_from(MatRef::from_row_major_slice(src, n, n));
         let params = Default::default();
-        let req = lu_pp::factor::lu_in_place_scratch::<usize, T>(n, n, par, params);
+        let req = lu_pp::factor::lu_in_place_scratch::<usize, T>(n, n, lu.par, params);
         let mut mem = MemBuffer::new(req);
-        lu_pp::factor::lu_in_place(lu.as_mut(), &mut perm, &mut perm_inv, par, MemStack::new(&mut mem), params);
-        if let Some(index) = (0..n).find(|&i| lu[(i, i)] == T::zero() || !lu[(i, i)].is_finite()) {
-            return Err(Error::Singular { op: "lu_factor", index });
-        }
-        Ok(CpuLu { lu, perm, perm_inv, n, par })
+        let stack = MemStack::new(&mut mem);
+        lu_pp::factor::lu_in_place(lu.lu.as_mut(), &mut lu.perm, &mut lu.perm_inv, lu.par, stack, params);
+        let f = &lu.lu;
+        lu.status = match (0..n).find(|&i| f[(i, i)] == T::zero() || !f[(i, i)].is_finite()) {
+            Some(index) => LuStatus::Singular(index),
+            None => LuStatus::Regular,
+        };
+        Ok(())
+    }
+    fn lu_status(&self, lu: &CpuLu<T>) -> Result<()> {
+        lu.status.check()
     }
     fn lu_solve(&self, lu: &CpuLu<T>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         b.check("lu_solve", lu.n * nrhs)?;
+        if lu.status != LuStatus::Regular {
+            view_mut(b).iter_mut().for_each(|v| *v = <T as num_traits::Float>::nan());
+            return Ok(());
+        }
         let rhs = MatMut::from_row_major_slice_mut(view_mut(b), lu.n, nrhs);
         let f = lu.lu.as_ref();
         // SAFETY: `perm` and `perm_inv` are the mutually inverse permutation written by `lu_in_place`.

@@ -6,14 +6,19 @@
 //! must contain the NVRTC wheel's `lib` folder before the process starts, and NVRTC is given the
 //! runtime wheel's `include` folder for `cuda_fp16.h` (see [`nvrtc_include_paths`]).
 //!
-//! Kernel families are compiled the first time one of their kernels is launched, for the device's
-//! own architecture, and cached per driver (one per device).
+//! Kernel families are compiled the first time one of their kernels is launched and cached per
+//! driver (one per device): to a CUBIN for the device's own architecture (`sm_XY`, through NVRTC's
+//! C API), which needs no JIT and loads on drivers of an older CUDA minor version; if that fails
+//! to compile or load, to PTX (`compute_XY`) for the driver to JIT. When both fail the error names
+//! the driver's CUDA version (`cuDriverGetVersion`), the NVRTC version, and what to install.
+//!
+//! Launches are asynchronous: a kernel that faults is reported by a later call. `ORTHO_RNN_SYNC=1`
+//! (read by [`super::Cuda::new`]) synchronizes after every launch, so the error names the kernel.
 
 use super::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
 use super::kernels;
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, result as dres, sys as dsys};
-use cudarc::nvrtc::{CompileOptions, compile_ptx_with_opts};
 use std::collections::HashMap;
 use std::ffi::c_void;
 use std::path::PathBuf;
@@ -74,8 +79,8 @@ pub fn nvrtc_include_paths() -> Vec<String> {
     out
 }
 
-/// Compiles a kernel family to PTX for `arch` (e.g. `"sm_90"`) with the production options.
-pub fn compile_family(family: &str, arch: &'static str) -> Result<String> {
+/// The kernel family's source and NVRTC's options for `arch` (`sm_XY` or `compute_XY`).
+fn nvrtc_input(family: &str, arch: &str) -> Result<(String, Vec<String>)> {
     if !nvrtc_present() {
         return Err(Error::Device(
             "libnvrtc was not found: install the nvidia-cuda-nvrtc-cu12 wheel and put its lib folder on LD_LIBRARY_PATH"
@@ -89,23 +94,144 @@ pub fn compile_family(family: &str, arch: &'static str) -> Result<String> {
             "cuda_fp16.h was not found: install the nvidia-cuda-runtime-cu12 wheel or set ORTHO_CUDA_INCLUDE".into(),
         ));
     }
-    let opts = CompileOptions {
-        arch: Some(arch),
-        include_paths,
-        options: kernels::NVRTC_OPTIONS.iter().map(|s| s.to_string()).collect(),
-        name: Some(format!("{family}.cu")),
-        ..Default::default()
+    let mut options = vec![format!("--gpu-architecture={arch}")];
+    options.extend(include_paths.iter().map(|p| format!("--include-path={p}")));
+    options.extend(kernels::NVRTC_OPTIONS.iter().map(|s| s.to_string()));
+    Ok((src, options))
+}
+
+/// What NVRTC produced: PTX (text, `compute_XY`) or a CUBIN (machine code, `sm_XY`).
+enum Image {
+    Ptx(String),
+    Cubin(Vec<u8>),
+}
+
+/// Compiles `family` for `arch` through NVRTC's C API: a CUBIN for `sm_XY`, PTX for `compute_XY`.
+fn nvrtc_compile(family: &str, arch: &str) -> Result<Image> {
+    use cudarc::nvrtc::{result as nres, sys as nsys};
+    let (src, options) = nvrtc_input(family, arch)?;
+    let file = format!("kernels/{family}.cu");
+    let c_src = std::ffi::CString::new(src)
+        .map_err(|_| Error::KernelCompile { file: file.clone(), log: "the source holds a NUL byte".into() })?;
+    let c_name = std::ffi::CString::new(format!("{family}.cu")).unwrap_or_default();
+    let prog = nres::create_program(&c_src, Some(&c_name)).map_err(|e| derr("nvrtcCreateProgram", e))?;
+    // SAFETY: `prog` was just created and is destroyed exactly once, after `output` (whose early
+    // returns stay inside the closure); every buffer handed to NVRTC is sized by the matching query.
+    unsafe {
+        let output = || -> Result<Image> {
+            if let Err(e) = nres::compile_program(prog, &options) {
+                let log = nres::get_program_log(prog)
+                    .map(|l| std::ffi::CStr::from_ptr(l.as_ptr()).to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                return Err(Error::KernelCompile { file: file.clone(), log: format!("{e:?} for {arch}: {log}") });
+            }
+            if arch.starts_with("sm_") {
+                let mut size = 0usize;
+                nsys::nvrtcGetCUBINSize(prog, &mut size).result().map_err(|e| derr("nvrtcGetCUBINSize", e))?;
+                let mut bin = vec![0u8; size];
+                nsys::nvrtcGetCUBIN(prog, bin.as_mut_ptr().cast()).result().map_err(|e| derr("nvrtcGetCUBIN", e))?;
+                return Ok(Image::Cubin(bin));
+            }
+            let ptx = nres::get_ptx(prog).map_err(|e| derr("nvrtcGetPTX", e))?;
+            Ok(Image::Ptx(std::ffi::CStr::from_ptr(ptx.as_ptr()).to_string_lossy().into_owned()))
+        };
+        let result = output();
+        let _ = nres::destroy_program(prog);
+        result
+    }
+}
+
+/// Compiles a kernel family to PTX for `arch` (`"sm_90"` or `"compute_90"`: the virtual
+/// architecture either way) with the production options.
+pub fn compile_family(family: &str, arch: &str) -> Result<String> {
+    let virt = arch.replace("sm_", "compute_");
+    match nvrtc_compile(family, &virt)? {
+        Image::Ptx(ptx) => Ok(ptx),
+        Image::Cubin(_) => Err(Error::Device(format!("NVRTC returned a CUBIN for {virt}"))),
+    }
+}
+
+/// Compiles a kernel family to a CUBIN for `arch` (e.g. `"sm_90"`): machine code, which a driver
+/// of an older CUDA minor version loads as long as it knows the architecture (PTX from a newer
+/// NVRTC, by contrast, needs a driver at least as new to JIT it).
+pub fn compile_family_cubin(family: &str, arch: &str) -> Result<Vec<u8>> {
+    match nvrtc_compile(family, arch)? {
+        Image::Cubin(bin) => Ok(bin),
+        Image::Ptx(_) => Err(Error::Device(format!("NVRTC returned PTX for {arch}"))),
+    }
+}
+
+/// The architectures NVRTC compiles for (`nvrtcGetSupportedArchs`, e.g. `[75, 80, ..., 90, 100, 120]`).
+pub fn nvrtc_supported_archs() -> Vec<i32> {
+    use cudarc::nvrtc::sys as nsys;
+    if !nvrtc_present() {
+        return Vec::new();
+    }
+    let mut count = 0;
+    // SAFETY: libnvrtc is present; the first call writes one int, the second `count` ints.
+    unsafe {
+        if nsys::nvrtcGetNumSupportedArchs(&mut count) != nsys::nvrtcResult::NVRTC_SUCCESS || count <= 0 {
+            return Vec::new();
+        }
+        let mut archs = vec![0; count as usize];
+        if nsys::nvrtcGetSupportedArchs(archs.as_mut_ptr()) != nsys::nvrtcResult::NVRTC_SUCCESS {
+            return Vec::new();
+        }
+        archs
+    }
+}
+
+/// `sm_XY` for compute capability `cc`: the device's own architecture when NVRTC supports it,
+/// else the newest one NVRTC supports below it (whose PTX the driver can JIT for the device).
+pub fn nvrtc_arch_for(cc: (i32, i32)) -> String {
+    let own = cc.0 * 10 + cc.1;
+    let best = nvrtc_supported_archs().into_iter().filter(|&a| a <= own).max().unwrap_or(own);
+    format!("sm_{best}")
+}
+
+/// The CUDA version the NVIDIA driver supports `(major, minor)` (`cuDriverGetVersion`), if libcuda loads.
+pub fn driver_cuda_version() -> Option<(i32, i32)> {
+    if !libcuda_present() {
+        return None;
+    }
+    let mut v = 0;
+    // SAFETY: libcuda is present (checked above); cuDriverGetVersion writes one int and needs no context.
+    let ok = unsafe { dsys::cuDriverGetVersion(&mut v) } == dsys::CUresult::CUDA_SUCCESS;
+    ok.then_some((v / 1000, (v % 1000) / 10))
+}
+
+/// Why a module did not load, with the driver's and NVRTC's versions and what to do.
+pub fn load_failure_message(family: &str, cubin_err: &str, ptx_err: &str) -> String {
+    let show = |v: Option<(i32, i32)>| v.map_or("unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+    let (drv, nvrtc) = (driver_cuda_version(), nvrtc_version());
+    let advice = match (drv, nvrtc) {
+        (Some(d), Some(n)) if d < n => format!(
+            "the driver supports CUDA {} but NVRTC is {}: PTX from a newer NVRTC cannot be JIT-compiled by an \
+             older driver. Install the NVRTC wheel of the driver's version (pip install \
+             \"nvidia-cuda-nvrtc-cu12=={}.{}.*\") or update the NVIDIA driver",
+            show(drv),
+            show(nvrtc),
+            d.0,
+            d.1
+        ),
+        _ => "check that the GPU's architecture is supported by this NVRTC (nvrtc --list-gpu-arch) and that \
+              the driver and NVRTC wheel belong to the same CUDA major version"
+            .to_string(),
     };
-    let ptx = compile_ptx_with_opts(src, opts)
-        .map_err(|e| Error::KernelCompile { file: format!("kernels/{family}.cu"), log: format!("{e:?}") })?;
-    Ok(ptx.to_src())
+    format!(
+        "loading kernels/{family}.cu failed as a CUBIN ({cubin_err}) and as PTX ({ptx_err}); driver CUDA \
+         version {}, NVRTC {}: {advice}",
+        show(drv),
+        show(nvrtc)
+    )
 }
 
 /// A GPU device.
 pub struct CudarcDriver {
     ctx: Arc<CudaContext>,
     name: String,
-    arch: &'static str,
+    /// `sm_XY` the kernels are compiled for.
+    arch: String,
     attrs: DeviceAttrs,
     modules: Mutex<HashMap<String, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
@@ -119,6 +245,10 @@ pub struct GpuInfo {
     pub memory_bytes: usize,
     pub compute_capability: (i32, i32),
 }
+
+/// Appended to errors of calls that wait for earlier launches.
+const FAULT_HINT: &str = " (if a kernel launched before this call faulted, this is where it shows: run with \
+                          ORTHO_RNN_SYNC=1 to synchronize after every launch and name the kernel)";
 
 fn derr(what: &str, e: impl std::fmt::Debug) -> Error {
     Error::Device(format!("{what}: {e:?}"))
@@ -162,20 +292,12 @@ impl CudarcDriver {
         }
         let ctx = CudaContext::new(ordinal).map_err(|e| derr("creating a CUDA context", e))?;
         let (major, minor) = ctx.compute_capability().map_err(|e| derr("compute capability", e))?;
-        let arch = match (major, minor) {
-            (9, _) => "sm_90",
-            (8, 9) => "sm_89",
-            (8, 6) => "sm_86",
-            (8, _) => "sm_80",
-            (7, 5) => "sm_75",
-            (7, _) => "sm_70",
-            (m, _) if m >= 10 => "sm_90",
-            _ => {
-                return Err(Error::Device(format!(
-                    "compute capability {major}.{minor} is older than the kernels support (7.0)"
-                )));
-            }
-        };
+        if major < 7 {
+            return Err(Error::Device(format!(
+                "compute capability {major}.{minor} is older than the kernels support (7.0)"
+            )));
+        }
+        let arch = nvrtc_arch_for((major, minor));
         let name = format!("cuda:{ordinal} ({})", ctx.name().unwrap_or_default());
         let attr = |a: dsys::CUdevice_attribute| {
             ctx.attribute(a).map_err(|e| derr(&format!("cuDeviceGetAttribute({a:?})"), e))
@@ -206,9 +328,7 @@ impl CudarcDriver {
         let module = match mods.get(family) {
             Some(m) => m.clone(),
             None => {
-                let ptx = compile_family(family, self.arch)?;
-                let m =
-                    self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)).map_err(|e| derr("loading a module", e))?;
+                let m = self.load_family(family)?;
                 mods.insert(family.to_string(), m.clone());
                 m
             }
@@ -216,6 +336,32 @@ impl CudarcDriver {
         let f = module.load_function(kernel).map_err(|e| derr(&format!("kernel {kernel} in {family}.cu"), e))?;
         funcs.insert(kernel.to_string(), f.clone());
         Ok(f)
+    }
+
+    /// Compiles and loads `family`: a CUBIN for the device's architecture, or, when that does not
+    /// compile or load (an architecture newer than NVRTC's, say), PTX for the driver to JIT.
+    fn load_family(&self, family: &str) -> Result<Arc<CudaModule>> {
+        let cubin_err = match compile_family_cubin(family, &self.arch) {
+            Ok(bin) => match self.ctx.load_module(cudarc::nvrtc::Ptx::from_binary(bin)) {
+                Ok(m) => return Ok(m),
+                Err(e) => format!("{e:?}"),
+            },
+            Err(e) => e.to_string(),
+        };
+        let ptx_err = match compile_family(family, &self.arch) {
+            Ok(ptx) => match self.ctx.load_module(cudarc::nvrtc::Ptx::from_src(ptx)) {
+                Ok(m) => return Ok(m),
+                Err(e) => format!("{e:?}"),
+            },
+            Err(e) => e.to_string(),
+        };
+        Err(Error::Device(load_failure_message(family, &cubin_err, &ptx_err)))
+    }
+
+    /// Makes this device's context current on the calling thread (for libraries such as cuBLAS
+    /// that use the current context).
+    pub fn bind_context(&self) -> Result<()> {
+        self.bind()
     }
 
     fn bind(&self) -> Result<()> {
@@ -255,7 +401,7 @@ impl Driver for CudarcDriver {
     fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
         self.bind()?;
         // SAFETY: as above.
-        unsafe { dres::memcpy_dtoh_sync(dst, src) }.map_err(|e| derr("cuMemcpyDtoH", e))
+        unsafe { dres::memcpy_dtoh_sync(dst, src) }.map_err(|e| derr(&format!("cuMemcpyDtoH{FAULT_HINT}"), e))
     }
     fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
         self.bind()?;
@@ -279,6 +425,6 @@ impl Driver for CudarcDriver {
             .map_err(|e| derr(&format!("launching {kernel}"), e))
     }
     fn synchronize(&self) -> Result<()> {
-        self.ctx.synchronize().map_err(|e| derr("cuCtxSynchronize", e))
+        self.ctx.synchronize().map_err(|e| derr(&format!("cuCtxSynchronize{FAULT_HINT}"), e))
     }
 }

@@ -6,9 +6,10 @@
 //! `cudarc_driver.rs` therefore runs in CI without a GPU.
 //!
 //! Buffers are f32 device allocations; a [`Slice`] maps to `ptr + 4 * off`. Host-visible results
-//! (loss sums, norms) go through a small device accumulator that is zeroed, filled by atomics and
-//! copied back.
+//! (loss sums, norms) go through a small device accumulator that is zeroed, filled (sums by the
+//! fixed-order reductions of `reduce.rs`, maxima by integer atomics on float bits) and copied back.
 
+pub mod baselines;
 pub mod cudarc_driver;
 pub mod driver;
 pub mod emu;
@@ -16,6 +17,7 @@ mod gemm;
 pub mod kernels;
 mod lu;
 mod ops;
+mod reduce;
 
 use crate::backend::{DeviceBuf, Slice, SliceMut};
 use crate::error::{Error, Result};
@@ -82,7 +84,7 @@ impl<D: Driver> Drop for DevAlloc<D> {
 pub(crate) enum Slot {
     /// Partial products of split-K GEMMs.
     SplitK,
-    /// LU pivots, status and panel workspace.
+    /// The LU solves' permuted right-hand sides.
     Lu,
     /// Per-block partials of fixed-order reductions.
     Reduce,
@@ -117,11 +119,32 @@ pub struct Cuda<D: Driver> {
     /// 32 bytes of device scratch for reductions returned to the host.
     acc: Arc<Mutex<DevAlloc<D>>>,
     arena: Arc<Arena<D>>,
+    /// Synchronize after every launch and name the kernel in its error (`ORTHO_RNN_SYNC=1`).
+    sync_launches: bool,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
     fn clone(&self) -> Self {
-        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone() }
+        Cuda {
+            drv: self.drv.clone(),
+            acc: self.acc.clone(),
+            arena: self.arena.clone(),
+            sync_launches: self.sync_launches,
+        }
+    }
+}
+
+/// The environment variable that makes every launch synchronous.
+pub const SYNC_ENV: &str = "ORTHO_RNN_SYNC";
+
+/// Whether `value` (of [`SYNC_ENV`]) asks for synchronous launches: `1`/`true`/`yes`/`on` or
+/// `0`/`false`/`no`/`off`/empty, any case; anything else is an error naming the variable.
+pub fn parse_sync_env(value: Option<&str>) -> Result<bool> {
+    let Some(v) = value else { return Ok(false) };
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        _ => Err(Error::invalid(SYNC_ENV, v, "set it to 1 to synchronize after every kernel launch, or 0")),
     }
 }
 
@@ -134,7 +157,19 @@ impl<D: Driver> Cuda<D> {
         let drv = Arc::new(drv);
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena })
+        let sync_launches = parse_sync_env(std::env::var(SYNC_ENV).ok().as_deref())?;
+        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena, sync_launches })
+    }
+
+    /// Whether every launch is followed by a synchronization (from `ORTHO_RNN_SYNC` at creation).
+    pub fn sync_launches(&self) -> bool {
+        self.sync_launches
+    }
+
+    /// Turns synchronous launches on or off (overrides `ORTHO_RNN_SYNC`).
+    pub fn with_sync_launches(mut self, on: bool) -> Self {
+        self.sync_launches = on;
+        self
     }
 
     /// The driver.
@@ -183,7 +218,18 @@ impl<D: Driver> Cuda<D> {
         // SAFETY: every launcher in this module passes arguments in the kernel's declared order and
         // C types (checked under emu by the trampolines' size checks and by the parity tests), and
         // device pointers come from views that `check` validated against their buffers' lengths.
-        unsafe { self.drv.launch(family, kernel, LaunchDims { grid, block }, &mut ptrs, packed.sizes()) }
+        let launched =
+            unsafe { self.drv.launch(family, kernel, LaunchDims { grid, block }, &mut ptrs, packed.sizes()) };
+        if !self.sync_launches {
+            return launched;
+        }
+        // A fault surfaces at the next synchronization; make that this one, under this kernel's name.
+        launched.and_then(|()| self.drv.synchronize()).map_err(|e| {
+            Error::Device(format!(
+                "kernel {family}/{kernel} (grid {grid:?}, block {block:?}) failed ({SYNC_ENV}=1: synchronized \
+                 after the launch): {e}"
+            ))
+        })
     }
 
     /// A 1-D launch over `n` elements with grid-stride loops (at most 4096 blocks).

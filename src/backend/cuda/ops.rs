@@ -2,10 +2,11 @@
 
 use super::driver::{Arg, Driver};
 use super::lu::CudaLu;
-use super::{Cuda, CudaBuf, GemmLaunch, act_code};
+use super::reduce::blocks_1d;
+use super::{Cuda, CudaBuf, GemmLaunch, THREADS, act_code};
 use crate::backend::{
-    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, check_act,
-    check_lincomb, check_lstm_bwd, check_lstm_fwd,
+    Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut,
+    check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 
@@ -187,10 +188,25 @@ impl<D: Driver> Backend for Cuda<D> {
         if let Some(d) = &dparam {
             d.check("act_bwd(dparam)", act.kind.param_len(cols))?;
         }
+        if let (Some(d), Some(prm)) = (&dparam, &act.param)
+            && matches!(act.kind, Activation::Prelu | Activation::Modrelu)
+        {
+            let (ap, hp, dhp, pp) = (Cuda::ptr(&a), Cuda::ptr(&h), Cuda::ptr(&dh), Cuda::ptr(prm));
+            return self.act_bwd_param(
+                act.kind,
+                a.len / cols,
+                cols,
+                ap,
+                hp,
+                dhp,
+                pp,
+                Cuda::ptr_mut(&da),
+                Cuda::ptr_mut(d),
+            );
+        }
         let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
-        let dp = dparam.as_ref().map_or(Arg::Ptr(0), pm);
         let args =
-            [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), p(&h), p(&dh), param, pm(&da), dp];
+            [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), p(&h), p(&dh), param, pm(&da)];
         self.launch_1d("activation", "act_bwd_f32", a.len, &args)
     }
 
@@ -232,7 +248,7 @@ impl<D: Driver> Backend for Cuda<D> {
             pm(&dz),
             pm(&dpeep),
         ];
-        self.launch_1d("lstm", "lstm_bwd_f32", rows * n, &args)
+        self.launch("lstm", "lstm_bwd_f32", (n.div_ceil(32) as u32, 1, 1), (32, 8, 1), &args)
     }
 
     fn softmax_xent(
@@ -247,7 +263,8 @@ impl<D: Driver> Backend for Cuda<D> {
         logits.check("softmax_xent(logits)", rows * classes)?;
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
-        let [sum, correct, count, invalid] = self.with_acc::<4>(|acc| {
+        let blocks = rows.div_ceil(8).max(1);
+        let [sum, correct, count, invalid] = self.fixed_sum::<4>(blocks, |part| {
             let args = [
                 Arg::I32(rows as i32),
                 Arg::I32(classes as i32),
@@ -255,9 +272,9 @@ impl<D: Driver> Backend for Cuda<D> {
                 p(&targets),
                 pm(&grad),
                 Arg::F32(scale),
-                Arg::Ptr(acc),
+                Arg::Ptr(part),
             ];
-            self.launch("loss", "softmax_xent_f32", (rows.div_ceil(8).max(1) as u32, 1, 1), (256, 1, 1), &args)
+            self.launch("loss", "softmax_xent_f32", (blocks as u32, 1, 1), (256, 1, 1), &args)
         })?;
         if invalid > 0.0 {
             return Err(Error::invalid(
@@ -271,17 +288,26 @@ impl<D: Driver> Backend for Cuda<D> {
     fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: f32) -> Result<LossStats> {
         target.check("mse(target)", pred.len)?;
         grad.check("mse(grad)", pred.len)?;
-        let [sum] = self.with_acc::<1>(|acc| {
-            let args = [n64(pred.len), p(&pred), p(&target), pm(&grad), Arg::F32(scale), Arg::Ptr(acc)];
-            self.launch_1d("loss", "mse_f32", pred.len, &args)
+        let blocks = blocks_1d(pred.len);
+        let [sum] = self.fixed_sum::<1>(blocks, |part| {
+            let args = [n64(pred.len), p(&pred), p(&target), pm(&grad), Arg::F32(scale), Arg::Ptr(part)];
+            self.launch("loss", "mse_f32", (blocks as u32, 1, 1), (THREADS, 1, 1), &args)
         })?;
         Ok(LossStats { sum, correct: 0, count: pred.len })
     }
 
     fn sum_sq(&self, x: Slice<Self>) -> Result<f64> {
         x.check("sum_sq", x.len)?;
-        let [s] = self
-            .with_acc::<1>(|acc| self.launch_1d("reduce", "sum_sq_f32", x.len, &[n64(x.len), p(&x), Arg::Ptr(acc)]))?;
+        let blocks = blocks_1d(x.len);
+        let [s] = self.fixed_sum::<1>(blocks, |part| {
+            self.launch(
+                "reduce",
+                "sum_sq_f32",
+                (blocks as u32, 1, 1),
+                (THREADS, 1, 1),
+                &[n64(x.len), p(&x), Arg::Ptr(part)],
+            )
+        })?;
         Ok(s)
     }
     fn max_abs(&self, x: Slice<Self>) -> Result<f64> {
@@ -309,9 +335,15 @@ impl<D: Driver> Backend for Cuda<D> {
         self.launch("reduce", "col_dot_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
     }
 
-    fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<CudaLu<D>> {
-        a.check("lu_factor", n * n)?;
-        self.lu_factor_dev(Cuda::ptr(&a), n)
+    fn lu_new(&self, n: usize) -> Result<CudaLu<D>> {
+        self.lu_new_dev(n)
+    }
+    fn lu_factor_into(&self, a: Slice<Self>, lu: &mut CudaLu<D>) -> Result<()> {
+        a.check("lu_factor", lu.n() * lu.n())?;
+        self.lu_factor_dev(Cuda::ptr(&a), lu)
+    }
+    fn lu_status(&self, lu: &CudaLu<D>) -> Result<()> {
+        self.lu_status_dev(lu)
     }
     fn lu_solve(&self, lu: &CudaLu<D>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         b.check("lu_solve", lu.n() * nrhs)?;
