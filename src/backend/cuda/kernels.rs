@@ -13,6 +13,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("emu_selftest", include_str!("../../../kernels/emu_selftest.cu")),
     ("emu_selftest_tc", include_str!("../../../kernels/emu_selftest_tc.cu")),
     ("gemm", include_str!("../../../kernels/gemm.cu")),
+    ("gemm_tc", include_str!("../../../kernels/gemm_tc.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("lstm", include_str!("../../../kernels/lstm.cu")),
     ("lu", include_str!("../../../kernels/lu.cu")),

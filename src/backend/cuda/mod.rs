@@ -13,11 +13,12 @@ pub mod cudarc_driver;
 pub mod driver;
 pub mod emu;
 mod gemm;
+pub mod gemm_plan;
 pub mod kernels;
 mod lu;
 mod ops;
 
-use crate::backend::{DeviceBuf, Slice, SliceMut};
+use crate::backend::{DeviceBuf, Precision, Slice, SliceMut};
 use crate::error::{Error, Result};
 use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -117,11 +118,13 @@ pub struct Cuda<D: Driver> {
     /// 32 bytes of device scratch for reductions returned to the host.
     acc: Arc<Mutex<DevAlloc<D>>>,
     arena: Arc<Arena<D>>,
+    /// The arithmetic of the products marked reduced-precision-tolerant.
+    precision: Precision,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
     fn clone(&self) -> Self {
-        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone() }
+        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone(), precision: self.precision }
     }
 }
 
@@ -134,7 +137,14 @@ impl<D: Driver> Cuda<D> {
         let drv = Arc::new(drv);
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena })
+        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena, precision: Precision::Fp32 })
+    }
+
+    /// This backend computing the products marked [`Gemm::allow_reduced`](crate::backend::Gemm) in
+    /// `precision` (TF32 / BF16 on tensor cores; see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
     }
 
     /// The driver.
