@@ -139,7 +139,13 @@ impl Head {
             if self.loss.last_step_only() {
                 let bn = batch * n;
                 b.fill(dh.rb().sub(0, (t - 1) * bn), B::Elem::ZERO)?;
-                b.gemm(&Gemm::new(rows, n, out).reduced_ok(), dlog.as_ref(), wo, dh.sub((t - 1) * bn, bn), Epilogue::none())?;
+                b.gemm(
+                    &Gemm::new(rows, n, out).reduced_ok(),
+                    dlog.as_ref(),
+                    wo,
+                    dh.sub((t - 1) * bn, bn),
+                    Epilogue::none(),
+                )?;
             } else {
                 b.gemm(&Gemm::new(rows, n, out).reduced_ok(), dlog.as_ref(), wo, dh, Epilogue::none())?;
             }

@@ -215,8 +215,20 @@ impl<B: Backend> Model<B> for Lstm<B> {
         }
         let dz = dz.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
-        b.gemm(&Gemm::new(4 * n, n, rows).ta().reduced_ok(), dz, hprev, SliceMut::all(&mut self.params[WH].grad), Epilogue::none())?;
-        b.gemm(&Gemm::new(4 * n, inp, rows).ta().reduced_ok(), dz, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
+        b.gemm(
+            &Gemm::new(4 * n, n, rows).ta().reduced_ok(),
+            dz,
+            hprev,
+            SliceMut::all(&mut self.params[WH].grad),
+            Epilogue::none(),
+        )?;
+        b.gemm(
+            &Gemm::new(4 * n, inp, rows).ta().reduced_ok(),
+            dz,
+            x,
+            SliceMut::all(&mut self.params[WIN].grad),
+            Epilogue::none(),
+        )?;
         b.col_sum(dz, rows, 4 * n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
         Ok(stats)
     }

@@ -291,7 +291,13 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let delta = delta.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
         b.gemm(&Gemm::new(n, n, rows).ta().reduced_ok(), delta, hprev, SliceMut::all(&mut self.dw), Epilogue::none())?;
-        b.gemm(&Gemm::new(n, inp, rows).ta().reduced_ok(), delta, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
+        b.gemm(
+            &Gemm::new(n, inp, rows).ta().reduced_ok(),
+            delta,
+            x,
+            SliceMut::all(&mut self.params[WIN].grad),
+            Epilogue::none(),
+        )?;
         b.col_sum(delta, rows, n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
 
         // Regularizers on the composite W, then the transition's backward map.

@@ -137,7 +137,14 @@ fn tiles_of(shape: &GemmShape, t: Tile) -> (usize, usize, usize) {
     (gx, gy, gx * gy * shape.batch)
 }
 
-fn plan_with(shape: &GemmShape, family: &'static str, kernel: &'static str, tile: Tile, kmin: usize, sm: usize) -> GemmPlan {
+fn plan_with(
+    shape: &GemmShape,
+    family: &'static str,
+    kernel: &'static str,
+    tile: Tile,
+    kmin: usize,
+    sm: usize,
+) -> GemmPlan {
     let (gx, gy, tiles) = tiles_of(shape, tile);
     let (splits, kchunk) = split_k(shape, tiles, kmin, sm);
     GemmPlan { family, kernel, tile, tiles, splits, kchunk, grid: (gx, gy, shape.batch * splits) }

@@ -4,8 +4,8 @@ use super::driver::{Arg, Driver};
 use super::lu::CudaLu;
 use super::{Cuda, CudaBuf, GemmLaunch, act_code};
 use crate::backend::{
-    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, Precision, SeqDims, Slice, SliceMut, check_act,
-    check_lincomb, check_lstm_bwd, check_lstm_fwd,
+    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, Precision, SeqDims, Slice, SliceMut,
+    check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 
