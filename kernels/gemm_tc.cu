@@ -235,15 +235,28 @@ __device__ __forceinline__ void gemm_tc(GEMM_KERNEL_ARGS) {
         }
 }
 
-#define TC_ENTRY(NAME, P, A_K, B_N)                                                   \
-    extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) NAME(GEMM_KERNEL_ARGS) { \
-        gemm_tc<P, A_K, B_N>(GEMM_KERNEL_PASS);                                       \
-    }
-TC_ENTRY(gemm_tf32_nn, wmma::precision::tf32, true, true)
-TC_ENTRY(gemm_tf32_nt, wmma::precision::tf32, true, false)
-TC_ENTRY(gemm_tf32_tn, wmma::precision::tf32, false, true)
-TC_ENTRY(gemm_tf32_tt, wmma::precision::tf32, false, false)
-TC_ENTRY(gemm_bf16_nn, __nv_bfloat16, true, true)
-TC_ENTRY(gemm_bf16_nt, __nv_bfloat16, true, false)
-TC_ENTRY(gemm_bf16_tn, __nv_bfloat16, false, true)
-TC_ENTRY(gemm_bf16_tt, __nv_bfloat16, false, false)
+// Entry points (spelled out: kernels.rs finds entry points in the text, not through macros).
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32_nn(GEMM_KERNEL_ARGS) {
+    gemm_tc<wmma::precision::tf32, true, true>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32_nt(GEMM_KERNEL_ARGS) {
+    gemm_tc<wmma::precision::tf32, true, false>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32_tn(GEMM_KERNEL_ARGS) {
+    gemm_tc<wmma::precision::tf32, false, true>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_tf32_tt(GEMM_KERNEL_ARGS) {
+    gemm_tc<wmma::precision::tf32, false, false>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_bf16_nn(GEMM_KERNEL_ARGS) {
+    gemm_tc<__nv_bfloat16, true, true>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_bf16_nt(GEMM_KERNEL_ARGS) {
+    gemm_tc<__nv_bfloat16, true, false>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_bf16_tn(GEMM_KERNEL_ARGS) {
+    gemm_tc<__nv_bfloat16, false, true>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(TC_THREADS, 4) gemm_bf16_tt(GEMM_KERNEL_ARGS) {
+    gemm_tc<__nv_bfloat16, false, false>(GEMM_KERNEL_PASS);
+}
