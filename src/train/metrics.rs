@@ -3,6 +3,7 @@
 //! The schema is [`EvalRecord`]; optional fields are omitted when they do not apply. `ortho-rnn plot`
 //! and the experiment tables read these files back.
 
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Write};
@@ -20,6 +21,9 @@ pub struct EvalRecord {
     pub seconds: f64,
     /// Evaluation loss (mean per scored step; natural log for cross-entropy, squared error for MSE).
     pub loss: f64,
+    /// The arithmetic of the network's matrix products (`--precision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     /// Mean training loss since the previous record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_loss: Option<f64>,
