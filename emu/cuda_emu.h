@@ -6,8 +6,9 @@
 // `static thread_local`. The synchronization points carry __FILE__/__LINE__ so that divergent
 // barriers, partial-warp collectives and deadlocks are reported with the source line.
 //
-// Kernel files include <cuda_fp16.h>/<cuda_bf16.h> only under `#ifndef ORTHO_EMU`; this header
-// provides __half and __nv_bfloat16 (cuda_emu_math.h).
+// Kernel files include <cuda_fp16.h>/<cuda_bf16.h>/<cuda_pipeline.h>/<mma.h> only under
+// `#ifndef ORTHO_EMU`; this header provides __half and __nv_bfloat16 (cuda_emu_math.h), cp.async
+// (cuda_emu_pipeline.h) and nvcuda::wmma (cuda_emu_wmma.h).
 #pragma once
 
 #ifndef ORTHO_EMU
@@ -244,3 +245,7 @@ inline float atomicExch(float* a, float v) {
 }
 
 #include "cuda_emu_math.h"
+// cp.async (<cuda_pipeline.h>) and the tensor-core WMMA API (<mma.h>): kernels include those headers only
+// under `#ifndef ORTHO_EMU`.
+#include "cuda_emu_pipeline.h"
+#include "cuda_emu_wmma.h"

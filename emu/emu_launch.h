@@ -20,9 +20,12 @@ struct KernelSig<void (*)(A...)> {
     static constexpr uint32_t kSizes[] = {uint32_t(sizeof(A))..., 0u};
     static constexpr uint8_t kIsPtr[] = {uint8_t(std::is_pointer<A>::value ? 1 : 0)..., 0u};
 
+    // One thread of the grid: its cp.async queue starts empty and is drained when it exits.
     template <void (*F)(A...)>
     static void body(const void* args) {
+        async_copy::thread_begin();
         std::apply(F, *static_cast<const Args*>(args));
+        async_copy::thread_end();
     }
 
     template <size_t... I>

@@ -49,6 +49,59 @@ __device__ __forceinline__ float act_elem_bwd(int kind, float x, float h, float 
     }
 }
 
+// The parameters of every GEMM entry point (kernels/gemm.cu, kernels/gemm_tc.cu; the launcher is
+// src/backend/cuda/gemm.rs). Split-K: blockIdx.z = split * batch + b, split s covers k in
+// [s kchunk, (s + 1) kchunk); with part != 0 the raw products go to part[blockIdx.z][M][N] (no epilogue).
+#define GEMM_KERNEL_ARGS                                                                                          \
+    int M, int N, int K, const float *__restrict__ A, long long sab, int sar, int sac,                            \
+        const float *__restrict__ B, long long sbb, int sbr, int sbc, float *C, long long scb, int ldc,          \
+        float alpha, float beta, const float *bias, int act, const float *act_param, float *act_out,            \
+        const float *pre, const float *hval, int batch, int kchunk, float *part
+#define GEMM_KERNEL_PASS                                                                                          \
+    M, N, K, A, sab, sar, sac, B, sbb, sbr, sbc, C, scb, ldc, alpha, beta, bias, act, act_param, act_out, pre,   \
+        hval, batch, kchunk, part
+
+// The GEMM epilogue (kernels/gemm.cu, kernels/gemm_tc.cu) of columns c and c + 1 of one row of C (c
+// even; column c + 1 only when c + 1 < N), from the raw products p0, p1: v = alpha p + beta C (beta == 0
+// never reads C) + bias[c]; C = v; then act_out = act(v) (act_out != 0, pre == 0) or
+// act_out = J_act(pre)^T v (pre != 0; hval = act(pre)). `idx` indexes C(r, c); act_out, pre and hval
+// share C's indexing. OPLU pairs the columns (c, c + 1), hence the pairs.
+__device__ __forceinline__ void gemm_epilogue_pair(long long idx, int c, int N, float p0, float p1, float alpha,
+                                                   float beta, float* C, const float* bias, int act,
+                                                   const float* act_param, float* act_out, const float* pre,
+                                                   const float* hval) {
+    const bool two = c + 1 < N;
+    float v0 = alpha * p0, v1 = alpha * p1;
+    if (beta != 0.f) {
+        v0 += beta * C[idx];
+        if (two) v1 += beta * C[idx + 1];
+    }
+    if (bias) {
+        v0 += bias[c];
+        if (two) v1 += bias[c + 1];
+    }
+    C[idx] = v0;
+    if (two) C[idx + 1] = v1;
+    if (!act_out) return;
+    if (act == ACT_OPLU) {
+        if (!two) return;  // OPLU needs an even width (checked by the launcher's callers)
+        if (!pre) {
+            act_out[idx] = fmaxf(v0, v1);
+            act_out[idx + 1] = fminf(v0, v1);
+        } else {
+            const bool keep = pre[idx] >= pre[idx + 1];
+            act_out[idx] = keep ? v0 : v1;
+            act_out[idx + 1] = keep ? v1 : v0;
+        }
+    } else if (!pre) {
+        act_out[idx] = act_elem(act, v0, act_param, c);
+        if (two) act_out[idx + 1] = act_elem(act, v1, act_param, c + 1);
+    } else {
+        act_out[idx] = act_elem_bwd(act, pre[idx], hval[idx], v0, act_param, c);
+        if (two) act_out[idx + 1] = act_elem_bwd(act, pre[idx + 1], hval[idx + 1], v1, act_param, c + 1);
+    }
+}
+
 __device__ __forceinline__ float warp_sum(float v) {
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
     return v;

@@ -1,139 +1,180 @@
-// gemm.cu: tiled, batched GEMM with a fused epilogue.
+// gemm.cu: the exact (FP32 SIMT) GEMM kernels and the split-K reduction shared with the tensor-core
+// kernels of gemm_tc.cu.
 //
-//   C[b] = alpha * op(A)[b] op(B)[b] + beta * C[b] + bias      (row-major, b = blockIdx.z)
-//   forward epilogue:  out = act(C)                    (act_out != 0, pre == 0)
-//   backward epilogue: out = J_act(pre)^T C            (act_out != 0, pre != 0; h = act(pre))
+//   C[b] = alpha * op(A)[b] op(B)[b] + beta * C[b] + bias      (row-major, b < batch)
+//   forward epilogue:  act_out = act(C)                 (act_out != 0, pre == 0)
+//   backward epilogue: act_out = J_act(pre)^T C         (act_out != 0, pre != 0; hval = act(pre))
 //
 // Operands are addressed by strides, so transposes and sub-matrices need no copies:
 //   op(A)(i, k) = A[b * sab + i * sar + k * sac],  op(B)(k, j) = B[b * sbb + k * sbr + j * sbc],
-//   C(i, j) = C[b * scb + i * ldc + j]; `out`, `pre` and `h` share C's indexing.
-// beta == 0 never reads C. OPLU pairs columns (2i, 2i+1): TN is even and tiles start at even
-// columns, so both members of a pair belong to one thread.
+//   C(i, j) = C[b * scb + i * ldc + j]; `act_out`, `pre` and `hval` share C's indexing.
+// beta == 0 never reads C. The epilogue works on column pairs (2i, 2i + 1) (OPLU): every thread owns
+// pairs that start at even columns (common.cuh, gemm_epilogue_pair).
 //
-// Variants: gemm_f32 (128x128 tiles, 8x8 per thread) for large products, gemm_small_f32 (32x32
-// tiles, 2x2 per thread) for the skinny per-step products of the recurrence, and
-// gemm_f16_f32 / gemm_bf16_f32 (64x64, 4x4) with half-precision operands accumulated in f32.
-// All use 256 threads per block; the grid is (ceil(N/BN), ceil(M/BM), batch).
+// Split-K (GEMM_KERNEL_ARGS in common.cuh): the grid's z is split * batch + b, split s covers
+// k in [s kchunk, min(K, (s + 1) kchunk)); with part != 0 a block writes its raw products to
+// part[z][M][N] and gemm_splitk_reduce_f32 sums the splits in the fixed order s = 0, 1, ... and applies
+// the epilogue, so results do not depend on scheduling.
+//
+// SIMT kernels, 2-D register tiles of TM x TN outputs per thread, fp32 FMA:
+//   gemm_f32        128 x 64 x 8 tiles, 256 threads, 8 x 4 per thread (80 registers: 3 blocks per SM)
+//   gemm_small_f32   32 x 32 x 16 tiles, 128 threads, 4 x 2 per thread (skinny and small products)
+// Both tiles are staged through two shared-memory buffers filled from registers: the loads of slice
+// k + 1 are in flight while slice k is multiplied, one __syncthreads per slice. Global loads run along
+// each operand's contiguous dimension (sac == 1: along k, else along m; sbc == 1: along n, else along
+// k), so a warp reads consecutive addresses for every transpose combination. Shared tiles are k-major
+// (As[k][m], Bs[k][n]) with rows padded by 32 / BK floats: a warp storing a k-contiguous operand
+// writes As[k][m] for BK k and 32 / BK m, banks ((32 / BK) k + m) mod 32, all distinct. A thread's TN columns are split
+// into halves BN/2 apart, so the B reads of a warp hit 32 consecutive floats.
 
-__device__ __forceinline__ float to_f32(float x) { return x; }
-__device__ __forceinline__ float to_f32(__half x) { return __half2float(x); }
-__device__ __forceinline__ float to_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <int BM, int BN, int BK, int TM, int TN>
+__device__ __forceinline__ void gemm_simt(GEMM_KERNEL_ARGS) {
+    constexpr int NT = (BM / TM) * (BN / TN);
+    constexpr int LA = BM + 32 / BK, LB = BN + 32 / BK;  // padded rows (see the header)
+    constexpr int A_PER = BM * BK / NT, B_PER = BK * BN / NT;
+    constexpr int HALVES = TN / 2, HALF = BN / HALVES;  // a thread's column pairs lie HALF apart
+    static_assert(NT % BM == 0 && NT % BN == 0 && NT % BK == 0 && TN % 2 == 0, "tile shape");
+    __shared__ float As[2][BK][LA];
+    __shared__ float Bs[2][BK][LB];
 
-template <typename TA, int BM, int BN, int BK, int TM, int TN>
-__device__ __forceinline__ void gemm_tile(int M, int N, int K, const TA* __restrict__ A, long long sab, int sar,
-                                          int sac, const TA* __restrict__ B, long long sbb, int sbr, int sbc,
-                                          float* C, long long scb, int ldc, float alpha, float beta,
-                                          const float* bias, int act, const float* act_param, float* act_out,
-                                          const float* pre, const float* hval) {
-    const int NT = (BM / TM) * (BN / TN);
-    __shared__ float As[BK][BM];
-    __shared__ float Bs[BK][BN];
     const int t = threadIdx.x;
     const int tx = t % (BN / TN), ty = t / (BN / TN);
     const int row0 = blockIdx.y * BM, col0 = blockIdx.x * BN;
-    const long long b = blockIdx.z;
-    A += b * sab;
-    B += b * sbb;
+    const int z = blockIdx.z, b = z % batch, split = z / batch;
+    const int kbeg = split * kchunk, kend = min(K, kbeg + kchunk);
+    const int nk = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
+    A += (long long)b * sab;
+    B += (long long)b * sbb;
+    // Load along the contiguous dimension (for general strides: along k for A, along n for B).
+    const bool a_along_k = sac == 1 || sar != 1;
+    const bool b_along_n = sbc == 1 || sbr != 1;
+
+    // This thread's share of a tile: element q of A is (ai + q adi, ak + q adk), of B (bk + q bdk, bj + q bdj).
+    // NT is a multiple of BM, BN and BK, so the walk along the contiguous dimension keeps that coordinate
+    // fixed and steps the other one.
+    const int ai = a_along_k ? t / BK : t % BM, ak = a_along_k ? t % BK : t / BM;
+    const int adi = a_along_k ? NT / BK : 0, adk = a_along_k ? 0 : NT / BM;
+    const int bj = b_along_n ? t % BN : t / BK, bk = b_along_n ? t / BN : t % BK;
+    const int bdj = b_along_n ? 0 : NT / BK, bdk = b_along_n ? NT / BN : 0;
+    // Steps of at most NT / BK rows of a stride: int (a matrix row of 2^27 floats would overflow).
+    const int a_step = adi * sar + adk * sac, b_step = bdk * sbr + bdj * sbc;
+    const int ar = row0 + ai, bc = col0 + bj;
+    const int as_step = adk * LA + adi, bs_step = bdk * LB + bdj;
+
+    // Rows of A and columns of B this thread loads that lie inside the matrix (fixed for the whole loop).
+    unsigned a_in = 0, b_in = 0;
+#pragma unroll
+    for (int q = 0; q < A_PER; ++q) a_in |= (ar + q * adi < M ? 1u : 0u) << q;
+#pragma unroll
+    for (int q = 0; q < B_PER; ++q) b_in |= (bc + q * bdj < N ? 1u : 0u) << q;
+    // The next slice's first elements; advanced by BK along k after every load.
+    const float* pa = A + (long long)ar * sar + (long long)(kbeg + ak) * sac;
+    const float* pb = B + (long long)(kbeg + bk) * sbr + (long long)bc * sbc;
+    const long long a_adv = (long long)BK * sac, b_adv = (long long)BK * sbr;
+
+    float ra[A_PER], rb[B_PER];
+    auto load = [&](int k0) {
+#pragma unroll
+        for (int q = 0; q < A_PER; ++q) {
+            const bool in = ((a_in >> q) & 1u) && k0 + ak + q * adk < kend;
+            ra[q] = in ? pa[q * a_step] : 0.f;
+        }
+#pragma unroll
+        for (int q = 0; q < B_PER; ++q) {
+            const bool in = ((b_in >> q) & 1u) && k0 + bk + q * bdk < kend;
+            rb[q] = in ? pb[q * b_step] : 0.f;
+        }
+        pa += a_adv;
+        pb += b_adv;
+    };
+    auto store = [&](int buf) {
+        float* sa = &As[buf][ak][ai];
+        float* sb = &Bs[buf][bk][bj];
+#pragma unroll
+        for (int q = 0; q < A_PER; ++q) sa[q * as_step] = ra[q];
+#pragma unroll
+        for (int q = 0; q < B_PER; ++q) sb[q * bs_step] = rb[q];
+    };
+
     float acc[TM][TN];
+#pragma unroll
     for (int i = 0; i < TM; ++i)
+#pragma unroll
         for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
 
-    for (int k0 = 0; k0 < K; k0 += BK) {
-        for (int e = t; e < BM * BK; e += NT) {
-            int ai = e / BK, ak = e % BK;
-            int r = row0 + ai, k = k0 + ak;
-            As[ak][ai] = (r < M && k < K) ? to_f32(A[(long long)r * sar + (long long)k * sac]) : 0.f;
-        }
-        for (int e = t; e < BK * BN; e += NT) {
-            int bk = e / BN, bn = e % BN;
-            int k = k0 + bk, c = col0 + bn;
-            Bs[bk][bn] = (k < K && c < N) ? to_f32(B[(long long)k * sbr + (long long)c * sbc]) : 0.f;
-        }
-        __syncthreads();
+    if (nk > 0) {
+        load(kbeg);
+        store(0);
+    }
+    __syncthreads();
+    for (int kt = 0; kt < nk; ++kt) {
+        const int cur = kt & 1;
+        if (kt + 1 < nk) load(kbeg + (kt + 1) * BK);  // in flight during the products below
 #pragma unroll
         for (int kk = 0; kk < BK; ++kk) {
-            float av[TM], bv[TN];
-            for (int i = 0; i < TM; ++i) av[i] = As[kk][ty * TM + i];
-            for (int j = 0; j < TN; ++j) bv[j] = Bs[kk][tx * TN + j];
-            for (int i = 0; i < TM; ++i)
-                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av[i], bv[j], acc[i][j]);
+            float bv[TN];
+#pragma unroll
+            for (int j = 0; j < TN; ++j) bv[j] = Bs[cur][kk][(j / 2) * HALF + tx * 2 + (j % 2)];
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                const float av = As[cur][kk][ty * TM + i];  // a broadcast: the warp holds two values of ty
+#pragma unroll
+                for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(av, bv[j], acc[i][j]);
+            }
         }
+        if (kt + 1 < nk) store(cur ^ 1);  // the other buffer: nobody reads it during this slice
         __syncthreads();
     }
 
-    // Fully unrolled so that acc[][] is indexed by constants and stays in registers (otherwise, on
-    // sm_80, the 128x128 variant keeps it in a 256-byte local-memory stack frame).
+    // Fully unrolled so that acc[][] is indexed by constants and stays in registers.
 #pragma unroll
     for (int i = 0; i < TM; ++i) {
-        int r = row0 + ty * TM + i;
+        const int r = row0 + ty * TM + i;
         if (r >= M) continue;
-        long long rowoff = b * scb + (long long)r * ldc;
 #pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            int c = col0 + tx * TN + j;
+        for (int h = 0; h < HALVES; ++h) {
+            const int c = col0 + h * HALF + tx * 2;
             if (c >= N) continue;
-            long long idx = rowoff + c;
-            float v = alpha * acc[i][j];
-            if (beta != 0.f) v += beta * C[idx];
-            if (bias) v += bias[c];
-            acc[i][j] = v;
-            C[idx] = v;
-        }
-        if (!act_out) continue;
-#pragma unroll
-        for (int j = 0; j < TN; ++j) {
-            int c = col0 + tx * TN + j;
-            if (c >= N) continue;
-            long long idx = rowoff + c;
-            if (act == ACT_OPLU) {
-                if ((j & 1) || c + 1 >= N) continue;
-                float g0 = acc[i][j], g1 = acc[i][j + 1];
-                if (!pre) {
-                    act_out[idx] = fmaxf(g0, g1);
-                    act_out[idx + 1] = fminf(g0, g1);
-                } else {
-                    bool keep = pre[idx] >= pre[idx + 1];
-                    act_out[idx] = keep ? g0 : g1;
-                    act_out[idx + 1] = keep ? g1 : g0;
-                }
-            } else if (!pre) {
-                act_out[idx] = act_elem(act, acc[i][j], act_param, c);
+            if (part) {
+                float* p = part + ((long long)z * M + r) * N + c;
+                p[0] = acc[i][2 * h];
+                if (c + 1 < N) p[1] = acc[i][2 * h + 1];
             } else {
-                act_out[idx] = act_elem_bwd(act, pre[idx], hval[idx], acc[i][j], act_param, c);
+                gemm_epilogue_pair((long long)b * scb + (long long)r * ldc + c, c, N, acc[i][2 * h],
+                                   acc[i][2 * h + 1], alpha, beta, C, bias, act, act_param, act_out, pre, hval);
             }
         }
     }
 }
 
-#define GEMM_ARGS                                                                                                  \
-    int M, int N, int K, const TYPE *A, long long sab, int sar, int sac, const TYPE *B, long long sbb, int sbr,    \
-        int sbc, float *C, long long scb, int ldc, float alpha, float beta, const float *bias, int act,           \
-        const float *act_param, float *act_out, const float *pre, const float *hval
-#define GEMM_PASS M, N, K, A, sab, sar, sac, B, sbb, sbr, sbc, C, scb, ldc, alpha, beta, bias, act, act_param, act_out, pre, hval
+extern "C" __global__ void __launch_bounds__(256, 3) gemm_f32(GEMM_KERNEL_ARGS) {
+    gemm_simt<128, 64, 8, 8, 4>(GEMM_KERNEL_PASS);
+}
+extern "C" __global__ void __launch_bounds__(128) gemm_small_f32(GEMM_KERNEL_ARGS) {
+    gemm_simt<32, 32, 16, 4, 2>(GEMM_KERNEL_PASS);
+}
 
-#define TYPE float
-extern "C" __global__ void __launch_bounds__(256) gemm_f32(GEMM_ARGS) {
-    gemm_tile<float, 128, 128, 8, 8, 8>(GEMM_PASS);
-}
-extern "C" __global__ void __launch_bounds__(256) gemm_small_f32(GEMM_ARGS) {
-    gemm_tile<float, 32, 32, 8, 2, 2>(GEMM_PASS);
-}
-#undef TYPE
-#define TYPE __half
-extern "C" __global__ void __launch_bounds__(256) gemm_f16_f32(GEMM_ARGS) {
-    gemm_tile<__half, 64, 64, 8, 4, 4>(GEMM_PASS);
-}
-#undef TYPE
-#define TYPE __nv_bfloat16
-extern "C" __global__ void __launch_bounds__(256) gemm_bf16_f32(GEMM_ARGS) {
-    gemm_tile<__nv_bfloat16, 64, 64, 8, 4, 4>(GEMM_PASS);
-}
-#undef TYPE
-
-// Conversions for the half-precision GEMM operands.
-extern "C" __global__ void convert_f16_f32(long long n, const float* x, __half* y) {
-    GRID_STRIDE(i, n) y[i] = __float2half(x[i]);
-}
-extern "C" __global__ void convert_bf16_f32(long long n, const float* x, __nv_bfloat16* y) {
-    GRID_STRIDE(i, n) y[i] = __float2bfloat16(x[i]);
+// The split-K reduction: C = alpha * (part[0] + part[1] + ... + part[splits - 1]) + beta C + bias and
+// the epilogue, the sum in that fixed order. part: [splits, batch, M, N]; C, act_out, pre, hval as in
+// the GEMM kernels. One thread per column pair of a row of a batch entry (grid-stride).
+extern "C" __global__ void gemm_splitk_reduce_f32(int M, int N, int batch, int splits, const float* part, float* C,
+                                                  long long scb, int ldc, float alpha, float beta, const float* bias,
+                                                  int act, const float* act_param, float* act_out, const float* pre,
+                                                  const float* hval) {
+    const int pairs = (N + 1) / 2;
+    const long long total = (long long)batch * M * pairs, plane = (long long)batch * M * N;
+    GRID_STRIDE(e, total) {
+        const int jp = (int)(e % pairs);
+        const long long rb = e / pairs;
+        const int r = (int)(rb % M), b = (int)(rb / M), c = 2 * jp;
+        const long long p = rb * N + c;
+        const bool two = c + 1 < N;
+        float s0 = 0.f, s1 = 0.f;
+        for (int s = 0; s < splits; ++s) {
+            s0 += part[s * plane + p];
+            if (two) s1 += part[s * plane + p + 1];
+        }
+        gemm_epilogue_pair((long long)b * scb + (long long)r * ldc + c, c, N, s0, s1, alpha, beta, C, bias, act,
+                           act_param, act_out, pre, hval);
+    }
 }

@@ -34,6 +34,7 @@ fn run_spec(model: ModelSpec, iters: usize) -> RunSpec {
         seed: 4,
         eval_every: 1000,
         iters,
+        precision: Default::default(),
     }
 }
 
@@ -197,5 +198,57 @@ fn killing_a_run_never_leaves_a_broken_checkpoint() {
         }
     }
     assert!(loaded >= 8, "only {loaded} of 12 kills happened after a checkpoint was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `--precision` is recorded in the summary, every metrics record and the checkpoint's run
+/// specification; a resumed run keeps it (and refuses another one); the CPU backend refuses TF32/BF16.
+#[test]
+fn precision_is_recorded_and_kept_by_a_resumed_run() {
+    use std::process::Command;
+    let dir = tmpdir("precision");
+    let (ck, metrics) = (dir.join("run.safetensors"), dir.join("m.jsonl"));
+    let run = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_ortho-rnn"))
+            .args(["train", "--device", "emu", "--threads", "1", "--task", "copy", "--seq-len", "5", "--hidden"])
+            .args(["16", "--batch", "4", "--eval-every", "2", "--no-diagnostics", "--quiet", "--json"])
+            .arg("--checkpoint")
+            .arg(&ck)
+            .arg("--metrics")
+            .arg(&metrics)
+            .args(extra)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = run(&["--iters", "2", "--precision", "tf32"]);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(summary["precision"], "tf32", "{stdout}");
+    assert!(stdout.contains("(tf32 products)"), "{stdout}");
+    let spec: serde_json::Value = serde_json::from_str(&checkpoint::load(&ck).unwrap().run).unwrap();
+    assert_eq!(spec["precision"], "tf32");
+
+    let ck_arg = ck.to_str().unwrap().to_string();
+    let (ok, stdout, stderr) = run(&["--iters", "4", "--resume", &ck_arg]);
+    assert!(ok, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!((summary["precision"].as_str(), summary["iters"].as_u64()), (Some("tf32"), Some(4)));
+    let records = ortho_rnn::train::metrics::read_metrics(&metrics).unwrap();
+    assert_eq!(records.len(), 2);
+    assert!(records.iter().all(|r| r.precision == Some(ortho_rnn::backend::Precision::Tf32)), "{records:?}");
+
+    let (ok, _, stderr) = run(&["--iters", "6", "--resume", &ck_arg, "--precision", "bf16"]);
+    assert!(!ok && stderr.contains("trained with --precision tf32"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_ortho-rnn"))
+        .args(["train", "--precision", "bf16", "--iters", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("--precision") && stderr.contains("--device cpu"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

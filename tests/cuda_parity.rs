@@ -12,6 +12,9 @@
 //! - one rounding (scale, scale_cols, add_diag, skew, axpby): 2.5e-7 of the terms' magnitude;
 //! - GEMM: `|C - C_ref| <= 1e-6 sqrt(k + 1) (|alpha| |A||B| + |beta C| + |bias|)_ij`, element-wise
 //!   (a k u bound at k = 257, ~10x the typical sqrt(k) u error); activations of it add `trans_rel`;
+//!   with TF32 / BF16 operands (`parity_tests_tc!`: `emu_tf32_*`, `emu_bf16_*`, `gpu_tf32`, `gpu_bf16`)
+//!   the bound adds `2 u_op + u_op^2` (9.8e-4 / 7.8e-3), except for operands exactly representable in
+//!   BF16 (`gemm_representable`), where the tensor cores' products are exact and the f32 bound holds;
 //! - transcendental maps (tanh, sigmoid, exp): `trans_rel` (1e-5, host and GPU alike: the kernels
 //!   are compiled without `--use_fast_math`) relative plus absolute;
 //! - sums and reductions: `1e-6 sqrt(len)`, or `len u`, of the sum of the terms' magnitudes.
@@ -21,7 +24,7 @@ mod backends;
 
 use backends::{Dut, Ref, check, check_exact, check_rel, check_scalar, check_stats, down, rand, uniform, up, up64};
 use ortho_rnn::Error;
-use ortho_rnn::backend::{Act, Activation, Backend, Epilogue, Gemm, MapOp, Slice, SliceMut};
+use ortho_rnn::backend::{Act, Activation, Backend, Epilogue, Gemm, MapOp, Precision, Slice, SliceMut};
 
 const U: f64 = 6.0e-8;
 
@@ -43,16 +46,40 @@ fn act_param(kind: Activation, n: usize, seed: u64) -> Vec<f32> {
 // ------------------------------------------------------------------------------------------------
 
 /// Runs `g` with an optional bias and activation epilogue on the device and the reference and
-/// compares C and the activation output. `beta == 0` fills C with NaN (it must not be read).
+/// compares C and the activation output. `beta == 0` fills C with NaN (it must not be read). The
+/// product may use the device's reduced precision; the tolerance is the precision's (`Dut::gemm_rel`).
 fn gemm_one<B: Backend<Elem = f32>>(t: &Dut<B>, g: Gemm<f32>, bias: bool, act: Option<Activation>, seed: u64) {
+    gemm_check(t, g, bias, act, seed, false);
+}
+
+/// [`gemm_one`]; with `exact`, A and B hold multiples of 1/16 in [-1, 1], exactly representable in
+/// BF16 and TF32, so the tensor cores' products are exact and every precision meets the f32 tolerance.
+fn gemm_check<B: Backend<Elem = f32>>(
+    t: &Dut<B>,
+    g: Gemm<f32>,
+    bias: bool,
+    act: Option<Activation>,
+    seed: u64,
+    exact: bool,
+) {
     let r = refb();
+    let g = Gemm { allow_reduced: true, ..g };
     let (ea, eb, ec) = g.extents();
-    let a = rand(ea, seed);
-    let b = rand(eb, seed + 1);
+    let sixteenths = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| (x * 16.0).round() / 16.0).collect() };
+    let (a, b) = if exact {
+        (sixteenths(rand(ea, seed)), sixteenths(rand(eb, seed + 1)))
+    } else {
+        (rand(ea, seed), rand(eb, seed + 1))
+    };
     let c: Vec<f32> = if g.beta == 0.0 { vec![f32::NAN; ec] } else { rand(ec, seed + 2) };
     let bias_v = rand(g.n, seed + 3);
     let kind = act.unwrap_or(Activation::Identity);
-    let param = act_param(kind, g.n, seed + 4);
+    let mut param = act_param(kind, g.n, seed + 4);
+    if kind == Activation::Modrelu && t.precision != Precision::Fp32 {
+        // modReLU jumps at 0 when its bias is positive (sign(z) (|z| + b)), so an input error of a
+        // TF32 / BF16 rounding can flip an output by 2b; with b <= 0 it is continuous.
+        param.iter_mut().for_each(|b| *b = -b.abs());
+    }
     let what = format!("gemm {g:?} bias={bias} act={act:?}");
 
     // Device.
@@ -93,7 +120,7 @@ fn gemm_one<B: Backend<Elem = f32>>(t: &Dut<B>, g: Gemm<f32>, bias: bool, act: O
     let epi = Epilogue { bias: bias.then(|| Slice::all(&abias)), act: None };
     r.gemm(&gm, Slice::all(&aa), Slice::all(&ab), SliceMut::all(&mut mag), epi).unwrap();
     let mag = down(&r, &mag);
-    let rel = 1e-6 * ((g.k + 1) as f64).sqrt();
+    let rel = if exact { 1e-6 * ((g.k + 1) as f64).sqrt() } else { t.gemm_rel(g.k) };
     check(&format!("{what}: C"), &got_c, &want_c, |i| rel * mag[i] + 1e-30);
     if act.is_some() {
         // OPLU moves values within a pair: bound each by the larger magnitude of its pair.
@@ -172,6 +199,26 @@ fn gemm_epilogue<B: Backend<Elem = f32>>(t: &Dut<B>) {
             }
             gemm_one(t, g, true, Some(kind), seed + 2 + i as u64);
             gemm_one(t, g.tb().alpha(0.5).beta(-1.0), true, Some(kind), seed + 12 + i as u64);
+        }
+    }
+}
+
+/// Shapes around the tensor-core tile (64 x 64, k slices of 16) and the 32 / 128 SIMT tiles, with
+/// operands exactly representable in BF16 (see [`gemm_check`]): odd and even sizes, split-K (k = 300,
+/// 1000 on a 132-SM device), batches with gaps (rows that are not 16-byte aligned), an epilogue.
+fn gemm_representable<B: Backend<Elem = f32>>(t: &Dut<B>) {
+    let shapes =
+        [(1, 1, 1, 1), (64, 64, 64, 1), (65, 63, 33, 1), (17, 33, 1000, 1), (31, 130, 47, 2), (128, 64, 300, 1)];
+    for (i, &(m, n, k, batch)) in shapes.iter().enumerate() {
+        for (j, (ta, tb)) in [(false, false), (true, false), (false, true), (true, true)].into_iter().enumerate() {
+            let mut g = Gemm::new(m, n, k).alpha(1.25).beta(0.5);
+            (g.trans_a, g.trans_b, g.batch) = (ta, tb, batch);
+            if batch > 1 {
+                (g.stride_a, g.stride_b, g.stride_c) = (m * k + 1, k * n + 3, m * n + 2);
+            }
+            let seed = 1700 + 40 * i as u64 + 4 * j as u64;
+            gemm_check(t, g, false, None, seed, true);
+            gemm_check(t, Gemm { beta: 0.0, ..g }, true, Some(Activation::Tanh), seed + 1, true);
         }
     }
 }
@@ -536,6 +583,7 @@ fn reductions<B: Backend<Elem = f32>>(t: &Dut<B>) {
 }
 
 parity_tests!(
+    gemm_representable,
     gemm_small_tiles,
     gemm_large_tiles,
     gemm_empty_k,
@@ -551,3 +599,4 @@ parity_tests!(
     mse,
     reductions,
 );
+parity_tests_tc!(gemm_representable, gemm_small_tiles, gemm_large_tiles, gemm_empty_k, gemm_batched, gemm_epilogue);

@@ -1,6 +1,10 @@
 //! Tests of the CUDA emulation harness with the kernels of `kernels/emu_selftest.cu`: each correct kernel
 //! against an independent host reference under every resume order, the racy and invalid kernels, argument
-//! and memory checks, concurrent drivers, and a timing printout of a batched matmul.
+//! and memory checks, concurrent drivers, and a timing printout of a batched matmul. The tensor-core
+//! fragments and cp.async (`kernels/emu_selftest_tc.cu`) are tested in `emu_harness/tensor_core.rs`.
+
+#[path = "emu_harness/tensor_core.rs"]
+mod tensor_core;
 
 use half::{bf16, f16};
 use ortho_rnn::Error;

@@ -19,6 +19,9 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod precision;
+
+pub use precision::Precision;
 
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -174,6 +177,8 @@ impl<B: Backend> Copy for Act<'_, B> {}
 ///
 /// `op(A)` is `[m, k]` (stored `[k, m]` when `trans_a`), `op(B)` is `[k, n]` (stored `[n, k]` when
 /// `trans_b`), `C` is `[m, n]`. With `batch > 1`, matrix `i` starts at `i * stride_*` in its view.
+/// `allow_reduced`: the backend may compute this product in its reduced [`Precision`] (see there for
+/// which products are marked).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Gemm<T> {
     pub m: usize,
@@ -187,6 +192,7 @@ pub struct Gemm<T> {
     pub stride_a: usize,
     pub stride_b: usize,
     pub stride_c: usize,
+    pub allow_reduced: bool,
 }
 
 impl<T: Scalar> Gemm<T> {
@@ -204,7 +210,13 @@ impl<T: Scalar> Gemm<T> {
             stride_a: m * k,
             stride_b: k * n,
             stride_c: m * n,
+            allow_reduced: false,
         }
+    }
+    /// Lets the backend use its reduced [`Precision`] for this product (the network's products).
+    pub fn reduced_ok(mut self) -> Self {
+        self.allow_reduced = true;
+        self
     }
     /// Transposes `A`.
     pub fn ta(mut self) -> Self {
@@ -317,6 +329,11 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     /// Human-readable device name (`"cpu"`, `"cuda:0 (H100)"`, `"emu"`).
     fn name(&self) -> String;
+    /// The arithmetic of the products marked [`Gemm::allow_reduced`] (f32 unless the backend was built
+    /// with a reduced precision).
+    fn gemm_precision(&self) -> Precision {
+        Precision::Fp32
+    }
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
@@ -499,7 +516,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         let bn = d.batch * d.n;
         pre.check("recurrent_forward(pre)", d.t * bn)?;
         h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        let g = Gemm::new(d.batch, d.n, d.n).tb().beta(Self::Elem::ONE);
+        let g = Gemm::new(d.batch, d.n, d.n).tb().beta(Self::Elem::ONE).reduced_ok();
         for t in 0..d.t {
             self.gemm(&g, h.as_ref().sub(t * bn, bn), w, pre.rb().sub(t * bn, bn), Epilogue::none())?;
             self.act_fwd(act, pre.as_ref().sub(t * bn, bn), h.rb().sub((t + 1) * bn, bn), d.n)?;
@@ -530,7 +547,7 @@ pub trait Backend: Clone + Send + Sync + 'static {
         h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
         dh.check("recurrent_backward(dh)", d.t * bn)?;
         delta.check("recurrent_backward(delta)", d.t * bn)?;
-        let g = Gemm::new(d.batch, d.n, d.n).beta(Self::Elem::ONE);
+        let g = Gemm::new(d.batch, d.n, d.n).beta(Self::Elem::ONE).reduced_ok();
         for t in (0..d.t).rev() {
             if t + 1 < d.t {
                 // dh_t += delta_{t+1} W

@@ -8,10 +8,11 @@ mod resume;
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
 use ortho_rnn::backend::Backend;
+use ortho_rnn::backend::Precision;
 use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::device::DeviceKind;
 use ortho_rnn::backend::cuda::baselines;
-use ortho_rnn::device::{BackendJob, dispatch};
+use ortho_rnn::device::{BackendJob, dispatch_with_precision};
 use ortho_rnn::error::{Error, Result};
 use ortho_rnn::limits;
 use ortho_rnn::optim::OptimConfig;
@@ -99,6 +100,11 @@ struct TrainArgs {
     seed: u64,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Arithmetic of the network's matrix products: fp32, or tf32 / bf16 on tensor cores (cuda, emu)
+    /// with f32 accumulation; the parametrizations stay in f32 [default: fp32; a resumed run keeps its
+    /// checkpoint's].
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Append one JSON line per evaluation to this file.
     #[arg(long)]
     metrics: Option<PathBuf>,
@@ -180,6 +186,9 @@ struct BenchArgs {
     optim: OptimArgs,
     #[command(flatten)]
     device: DeviceArgs,
+    /// Arithmetic of the network's matrix products: fp32, or tf32 / bf16 on tensor cores (cuda, emu).
+    #[arg(long, value_enum, default_value = "fp32")]
+    precision: Precision,
     /// Print a one-line JSON summary.
     #[arg(long)]
     json: bool,
@@ -370,7 +379,15 @@ fn train(a: TrainArgs) -> Result<()> {
     let (run, resume) = match &a.resume {
         Some(path) => {
             let ck = checkpoint::load(path)?;
-            (resumed_run(&a, &ck, path, iters)?, Some((ck, path.clone())))
+            let run = resumed_run(&a, &ck, path, iters)?;
+            if let Some(p) = a.precision.filter(|&p| p != run.precision) {
+                return Err(Error::invalid(
+                    "--precision",
+                    p,
+                    format!("the checkpoint was trained with --precision {}, which a resumed run keeps", run.precision),
+                ));
+            }
+            (run, Some((ck, path.clone())))
         }
         None => {
             let model = a.model.spec()?;
@@ -391,6 +408,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 seed: a.seed,
                 eval_every: a.eval_every,
                 iters: iters.unwrap_or(2000),
+                precision: a.precision.unwrap_or_default(),
             };
             (run, None)
         }
@@ -446,9 +464,17 @@ fn train(a: TrainArgs) -> Result<()> {
         (true, Some(path)) => Some(best_path(path)),
         _ => None,
     };
+    let precision = run.precision;
     let job = TrainJob { run, cfg, resume, keep_best, spike_factor: a.spike_factor, dump };
     let summary = match a.dtype {
-        DtypeArg::F32 => dispatch(a.device.device, a.device.threads, job)?,
+        DtypeArg::F32 => dispatch_with_precision(a.device.device, a.device.threads, precision, job)?,
+        DtypeArg::F64 if precision != Precision::Fp32 => {
+            return Err(Error::Inapplicable {
+                flag: "--precision",
+                context: "--dtype f64".into(),
+                hint: "f64 training computes every product in f64; drop --precision".into(),
+            });
+        }
         DtypeArg::F64 if a.device.device == DeviceKind::Cpu => {
             let b: Cpu<f64> = if a.device.threads == 0 { Cpu::default() } else { Cpu::new(a.device.threads) };
             job.run(&b)?
@@ -479,7 +505,7 @@ fn best_path(checkpoint: &std::path::Path) -> PathBuf {
 
 fn print_summary(s: &Summary, json: bool) {
     println!(
-        "{} on {} (hidden {}, T {}): final loss {:.5} vs baseline {:.5}{}{}; {} iterations in {:.1}s ({:.2} ms/iter) on {}",
+        "{} on {} (hidden {}, T {}): final loss {:.5} vs baseline {:.5}{}{}; {} iterations in {:.1}s ({:.2} ms/iter) on {}{}",
         s.model,
         s.task,
         s.hidden,
@@ -492,6 +518,7 @@ fn print_summary(s: &Summary, json: bool) {
         s.seconds,
         s.ms_per_iter,
         s.device,
+        precision_note(s.precision),
     );
     if let Some(why) = &s.diverged {
         println!("DIVERGED: {why}");
@@ -543,24 +570,33 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         print!("{tables}");
     }
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
-    let r = dispatch(a.device.device, a.device.threads, job)?;
+    let r = dispatch_with_precision(a.device.device, a.device.threads, a.precision, job)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         println!(
-            "{} hidden {} T {} batch {} on {}: median {:.3} ms/iter (min {:.3}), {:.2} GFLOP/iter, {:.1} GFLOP/s",
+            "{} hidden {} T {} batch {} on {}{}: median {:.3} ms/iter (min {:.3}), {:.2} GFLOP/iter, {:.1} GFLOP/s; \
+             training loss {:.5} -> {:.5}",
             r.model,
             r.hidden,
             r.seq_len,
             r.batch,
             r.device,
+            precision_note(r.precision),
             r.median_ms,
             r.min_ms,
             r.flops_per_iter / 1e9,
-            r.gflops
+            r.gflops,
+            r.first_loss,
+            r.last_loss,
         );
     }
     Ok(())
+}
+
+/// ` (tf32 products)` after a device name; nothing for the default f32.
+fn precision_note(p: Precision) -> String {
+    if p == Precision::Fp32 { String::new() } else { format!(" ({p} products)") }
 }
 
 fn devices() -> Result<()> {

@@ -104,6 +104,7 @@ impl TrainSpec {
             seed: self.seed,
             eval_every,
             iters,
+            precision: Default::default(),
         })
     }
 

@@ -89,7 +89,7 @@ impl Head {
         let hsel = if self.loss.last_step_only() { h.sub((t - 1) * batch * n, batch * n) } else { h };
         let mut logits = SliceMut::<B>::all(&mut ws.logits).sub(0, rows * out);
         let epi = Epilogue { bias: Some(bo), act: None };
-        b.gemm(&Gemm::new(rows, out, n).tb(), hsel, wo, logits.rb(), epi)?;
+        b.gemm(&Gemm::new(rows, out, n).tb().reduced_ok(), hsel, wo, logits.rb(), epi)?;
         let scale = B::Elem::of(1.0 / counted.max(1) as f64);
         let targets = Slice::<B>::all(&ws.targets).sub(0, self.target_len(t, batch));
         let mut dlog = SliceMut::<B>::all(&mut ws.dlogits).sub(0, rows * out);
@@ -134,14 +134,20 @@ impl Head {
             }
         };
         if let Some((dwo, dbo, mut dh)) = grads {
-            b.gemm(&Gemm::new(out, n, rows).ta(), dlog.as_ref(), hsel, dwo, Epilogue::none())?;
+            b.gemm(&Gemm::new(out, n, rows).ta().reduced_ok(), dlog.as_ref(), hsel, dwo, Epilogue::none())?;
             b.col_sum(dlog.as_ref(), rows, out, B::Elem::ZERO, dbo)?;
             if self.loss.last_step_only() {
                 let bn = batch * n;
                 b.fill(dh.rb().sub(0, (t - 1) * bn), B::Elem::ZERO)?;
-                b.gemm(&Gemm::new(rows, n, out), dlog.as_ref(), wo, dh.sub((t - 1) * bn, bn), Epilogue::none())?;
+                b.gemm(
+                    &Gemm::new(rows, n, out).reduced_ok(),
+                    dlog.as_ref(),
+                    wo,
+                    dh.sub((t - 1) * bn, bn),
+                    Epilogue::none(),
+                )?;
             } else {
-                b.gemm(&Gemm::new(rows, n, out), dlog.as_ref(), wo, dh, Epilogue::none())?;
+                b.gemm(&Gemm::new(rows, n, out).reduced_ok(), dlog.as_ref(), wo, dh, Epilogue::none())?;
             }
         }
         Ok(stats)

@@ -144,13 +144,13 @@ impl<B: Backend> Model<B> for Lstm<B> {
 
         let mut z = SliceMut::<B>::all(&mut ws.z).sub(0, rows * 4 * n);
         let epi = Epilogue { bias: Some(p[BIAS].v()), act: None };
-        b.gemm(&Gemm::new(rows, 4 * n, inp).tb(), x, p[WIN].v(), z.rb(), epi)?;
+        b.gemm(&Gemm::new(rows, 4 * n, inp).tb().reduced_ok(), x, p[WIN].v(), z.rb(), epi)?;
         let mut h = SliceMut::<B>::all(&mut ws.h).sub(0, rows * n + bn);
         let mut c = SliceMut::<B>::all(&mut ws.c).sub(0, rows * n + bn);
         let mut gates = SliceMut::<B>::all(&mut ws.gates).sub(0, rows * 4 * n);
         b.fill(h.rb().sub(0, bn), zero)?;
         b.fill(c.rb().sub(0, bn), zero)?;
-        let step = Gemm::new(bs, 4 * n, n).tb().beta(B::Elem::ONE);
+        let step = Gemm::new(bs, 4 * n, n).tb().beta(B::Elem::ONE).reduced_ok();
         for s in 0..t {
             b.gemm(&step, h.as_ref().sub(s * bn, bn), p[WH].v(), z.rb().sub(s * 4 * bn, 4 * bn), Epilogue::none())?;
             b.lstm_fwd(
@@ -191,7 +191,7 @@ impl<B: Backend> Model<B> for Lstm<B> {
         b.fill(SliceMut::all(&mut pp.grad), zero)?;
         let (peep_v, mut peep_g) = (Slice::<B>::all(&pp.value), SliceMut::<B>::all(&mut pp.grad));
         let wh = Slice::<B>::all(&before[WH].value);
-        let back = Gemm::new(bs, n, 4 * n).beta(B::Elem::ONE);
+        let back = Gemm::new(bs, n, 4 * n).beta(B::Elem::ONE).reduced_ok();
         for s in (0..t).rev() {
             if s + 1 < t {
                 b.gemm(
@@ -216,8 +216,20 @@ impl<B: Backend> Model<B> for Lstm<B> {
         }
         let dz = dz.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
-        b.gemm(&Gemm::new(4 * n, n, rows).ta(), dz, hprev, SliceMut::all(&mut self.params[WH].grad), Epilogue::none())?;
-        b.gemm(&Gemm::new(4 * n, inp, rows).ta(), dz, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
+        b.gemm(
+            &Gemm::new(4 * n, n, rows).ta().reduced_ok(),
+            dz,
+            hprev,
+            SliceMut::all(&mut self.params[WH].grad),
+            Epilogue::none(),
+        )?;
+        b.gemm(
+            &Gemm::new(4 * n, inp, rows).ta().reduced_ok(),
+            dz,
+            x,
+            SliceMut::all(&mut self.params[WIN].grad),
+            Epilogue::none(),
+        )?;
         b.col_sum(dz, rows, 4 * n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
         Ok(stats)
     }

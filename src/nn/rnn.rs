@@ -245,7 +245,7 @@ impl<B: Backend> Model<B> for Rnn<B> {
         // A = X V^T + b over all steps; H_0 = 0; the recurrence.
         let epi = Epilogue { bias: Some(self.params[BIAS].v()), act: None };
         let mut pre = SliceMut::<B>::all(&mut ws.pre).sub(0, rows * n);
-        b.gemm(&Gemm::new(rows, n, inp).tb(), x, self.params[WIN].v(), pre.rb(), epi)?;
+        b.gemm(&Gemm::new(rows, n, inp).tb().reduced_ok(), x, self.params[WIN].v(), pre.rb(), epi)?;
         let mut h = SliceMut::<B>::all(&mut ws.h).sub(0, rows * n + bn);
         b.fill(h.rb().sub(0, bn), zero)?;
         let act = Act { kind: self.cfg.activation, param: self.act_param.map(|i| self.params[i].v()) };
@@ -293,8 +293,14 @@ impl<B: Backend> Model<B> for Rnn<B> {
         }
         let delta = delta.as_ref();
         let hprev = h.as_ref().sub(0, rows * n);
-        b.gemm(&Gemm::new(n, n, rows).ta(), delta, hprev, SliceMut::all(&mut self.dw), Epilogue::none())?;
-        b.gemm(&Gemm::new(n, inp, rows).ta(), delta, x, SliceMut::all(&mut self.params[WIN].grad), Epilogue::none())?;
+        b.gemm(&Gemm::new(n, n, rows).ta().reduced_ok(), delta, hprev, SliceMut::all(&mut self.dw), Epilogue::none())?;
+        b.gemm(
+            &Gemm::new(n, inp, rows).ta().reduced_ok(),
+            delta,
+            x,
+            SliceMut::all(&mut self.params[WIN].grad),
+            Epilogue::none(),
+        )?;
         b.col_sum(delta, rows, n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
 
         // Regularizers on the composite W, then the transition's backward map.

@@ -7,9 +7,9 @@
 //! in the count.
 
 use super::build::{ModelKind, ModelSpec};
-use crate::backend::Backend;
+use crate::backend::{Backend, Precision};
 use crate::error::Result;
-use crate::nn::{Model, Pass};
+use crate::nn::{BatchStats, Model, Pass};
 use crate::optim::{OptimConfig, Optimizer};
 use crate::tasks::copy::CopyTask;
 use crate::tasks::{Batch, Task};
@@ -21,6 +21,9 @@ use std::time::Instant;
 pub struct BenchResult {
     pub model: String,
     pub device: String,
+    /// The arithmetic of the network's matrix products.
+    #[serde(default)]
+    pub precision: Precision,
     pub hidden: usize,
     /// The copy task's delay `T`; sequences have `T + 20` steps.
     pub seq_len: usize,
@@ -31,6 +34,12 @@ pub struct BenchResult {
     pub flops_per_iter: f64,
     /// `flops_per_iter / median`.
     pub gflops: f64,
+    /// Training loss of the first and of the last iteration (warm-up included): with the same seed
+    /// and batches on every device, the gap between precisions shows in `last_loss`.
+    #[serde(default)]
+    pub first_loss: f64,
+    #[serde(default)]
+    pub last_loss: f64,
 }
 
 /// Multiply-add work of one training iteration of an Elman RNN, in flops: the recurrence forward
@@ -64,12 +73,13 @@ impl<B: Backend> Iteration<B> {
     }
 
     /// Forward and BPTT on `batch`, the optimizer step, and the parametrization's update (queued:
-    /// call [`Backend::synchronize`] to wait for a device).
-    pub fn run(&mut self, b: &B, batch: &Batch) -> Result<()> {
-        self.model.run(batch, Pass::Train)?;
+    /// call [`Backend::synchronize`] to wait for a device). Returns the batch's statistics.
+    pub fn run(&mut self, b: &B, batch: &Batch) -> Result<BatchStats> {
+        let stats = self.model.run(batch, Pass::Train)?;
         self.optim.step(b, self.model.params_mut())?;
         self.done += 1;
-        self.model.after_update(self.done)
+        self.model.after_update(self.done)?;
+        Ok(stats)
     }
 
     /// The model.
@@ -90,12 +100,16 @@ pub fn bench<B: Backend>(
     let task = CopyTask::new(seq_len, 1)?;
     let mut it = Iteration::new(b, spec, opt, &task)?;
     let mut times = Vec::with_capacity(iters);
+    let (mut first_loss, mut last_loss) = (f64::NAN, f64::NAN);
     for i in 0..iters + 2 {
         let data = task.train_batch(i, batch)?;
         b.synchronize()?;
         let t0 = Instant::now();
-        it.run(b, &data)?;
+        last_loss = it.run(b, &data)?.loss;
         b.synchronize()?;
+        if i == 0 {
+            first_loss = last_loss;
+        }
         if i >= 2 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
         }
@@ -107,6 +121,7 @@ pub fn bench<B: Backend>(
     Ok(BenchResult {
         model: it.model().name(),
         device: b.name(),
+        precision: b.gemm_precision(),
         hidden: spec.hidden,
         seq_len,
         batch,
@@ -115,5 +130,7 @@ pub fn bench<B: Backend>(
         min_ms: times.first().copied().unwrap_or(0.0),
         flops_per_iter: flops,
         gflops: if median_ms > 0.0 { flops / (median_ms * 1e6) } else { 0.0 },
+        first_loss,
+        last_loss,
     })
 }

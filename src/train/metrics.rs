@@ -7,6 +7,7 @@
 //! reported, any other malformed line is an error. On resume, [`truncate_after`] drops the records
 //! written after the checkpoint, atomically, so that no evaluation appears twice.
 
+use crate::backend::Precision;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -26,6 +27,9 @@ pub struct EvalRecord {
     /// Evaluation loss (mean per scored step; natural log for cross-entropy, squared error for MSE).
     #[serde(deserialize_with = "nan_if_null")]
     pub loss: f64,
+    /// The arithmetic of the network's matrix products (`--precision`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     /// Mean training loss since the previous record.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_loss: Option<f64>,

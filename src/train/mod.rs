@@ -18,7 +18,7 @@ pub mod progress;
 pub mod spikes;
 pub mod trajectory;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Precision};
 use crate::error::{Error, Result};
 use crate::nn::{BatchStats, Model, Pass};
 use crate::optim::{OptimConfig, Optimizer, StepInfo};
@@ -73,6 +73,10 @@ pub struct RunSpec {
     pub seed: u64,
     pub eval_every: usize,
     pub iters: usize,
+    /// The arithmetic of the network's matrix products (`--precision`; checkpoints written before the
+    /// flag existed read as `fp32`).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl TrainConfig {
@@ -100,6 +104,9 @@ pub struct Summary {
     pub task: String,
     pub model: String,
     pub device: String,
+    /// The arithmetic of the network's matrix products.
+    #[serde(default)]
+    pub precision: Precision,
     pub hidden: usize,
     pub seq_len: usize,
     pub batch: usize,
@@ -235,7 +242,14 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// Evaluates and builds a metrics record.
     pub fn record(&mut self, seconds: f64, train_loss: Option<f64>) -> Result<EvalRecord> {
         let st = evaluate(self.model.as_mut(), self.task, self.cfg.batch)?;
-        let mut rec = EvalRecord { iter: self.iter, seconds, loss: st.loss, train_loss, ..Default::default() };
+        let mut rec = EvalRecord {
+            iter: self.iter,
+            seconds,
+            loss: st.loss,
+            train_loss,
+            precision: Some(self.b.gemm_precision()),
+            ..Default::default()
+        };
         match self.task.loss() {
             LossKind::MseLastStep { .. } => rec.mse = Some(st.loss),
             _ => rec.accuracy = st.accuracy(),
@@ -329,6 +343,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             task: self.task.name(),
             model: self.model.name(),
             device: self.b.name(),
+            precision: self.b.gemm_precision(),
             hidden: self.model.hidden(),
             seq_len: self.task.seq_len(),
             batch: self.cfg.batch,

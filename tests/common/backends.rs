@@ -9,14 +9,18 @@
 //! [`parity_tests!`] stamps every case out once per backend: `cpu`, `emu_*` (the CUDA backend on the
 //! emulated driver under each [`ResumeOrder`] of [`ResumeOrder::TEST_SET`], and once with three worker
 //! threads running blocks concurrently) and `gpu` (the CUDA backend on a real GPU, skipped with a
-//! visible message when there is none).
+//! visible message when there is none). [`parity_tests_tc!`] stamps cases out for the tensor-core
+//! precisions (`emu_tf32_*`, `emu_bf16_*` under two resume orders each, `gpu_tf32`, `gpu_bf16`); a case
+//! reads the precision's product tolerance from [`Dut::gemm_rel`].
 #![allow(dead_code)]
 
 use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::backend::cuda::Cuda;
 use ortho_rnn::backend::cuda::cudarc_driver::{CudarcDriver, libcuda_present, list_gpus, nvrtc_present};
 use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
-use ortho_rnn::backend::{Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut};
+use ortho_rnn::backend::{
+    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimStep, Precision, SeqDims, Slice, SliceMut,
+};
 use ortho_rnn::{Result, Scalar};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -33,28 +37,55 @@ pub struct Dut<B> {
     /// Relative tolerance of one transcendental function (`expf`, `tanhf`): 1e-5 (the kernels are
     /// compiled without `--use_fast_math`, so the GPU's functions are accurate to a few ulp).
     pub trans_rel: f64,
+    /// The arithmetic of the backend's reduced-precision-tolerant products.
+    pub precision: Precision,
+}
+
+impl<B> Dut<B> {
+    /// Relative tolerance of a `k`-term product against `(|A| |B|)_ij`: `1e-6 sqrt(k + 1)` for f32 (a
+    /// `k u` bound at k = 257, ~10x the typical `sqrt(k) u` error), plus the rigorous operand-rounding
+    /// bound `2 u_op + u_op^2` of TF32 / BF16 (see `ortho_rnn::backend::precision`).
+    pub fn gemm_rel(&self, k: usize) -> f64 {
+        let f32_part = 1e-6 * ((k + 1) as f64).sqrt();
+        match self.precision {
+            Precision::Fp32 => f32_part,
+            p => f32_part + p.product_error_bound(0),
+        }
+    }
 }
 
 /// The f32 CPU backend (two threads, so its parallel paths are the ones a user gets).
 pub fn cpu() -> Dut<Cpu<f32>> {
-    Dut { dev: Cpu::new(2), trans_rel: 1e-5 }
+    Dut { dev: Cpu::new(2), trans_rel: 1e-5, precision: Precision::Fp32 }
 }
 
 /// The CUDA backend on the emulated driver, threads resumed in `order`.
 pub fn emu(order: ResumeOrder) -> Dut<Cuda<EmuDriver>> {
-    Dut { dev: Cuda::new(EmuDriver::with_order(order)).expect("emu backend"), trans_rel: 1e-5 }
+    emu_precision(order, Precision::Fp32)
+}
+
+/// The CUDA backend on the emulated driver, threads resumed in `order`, computing reduced-precision-
+/// tolerant products in `precision`.
+pub fn emu_precision(order: ResumeOrder, precision: Precision) -> Dut<Cuda<EmuDriver>> {
+    let dev = Cuda::new(EmuDriver::with_order(order)).expect("emu backend").with_precision(precision);
+    Dut { dev, trans_rel: 1e-5, precision }
 }
 
 /// The CUDA backend on the emulated driver with `workers` threads running blocks of a grid at once
 /// (real host atomics and concurrent blocks, as `--device emu` runs), threads resumed in `order`.
 pub fn emu_workers(order: ResumeOrder, workers: usize) -> Dut<Cuda<EmuDriver>> {
     let drv = EmuDriver::with_order(order).with_workers(workers).expect("emu workers");
-    Dut { dev: Cuda::new(drv).expect("emu backend"), trans_rel: 1e-5 }
+    Dut { dev: Cuda::new(drv).expect("emu backend"), trans_rel: 1e-5, precision: Precision::Fp32 }
 }
 
 /// The CUDA backend on GPU 0, or `None` (after printing one visible `SKIPPED` line per process) when
 /// this machine has no usable GPU.
 pub fn gpu() -> Option<Dut<Cuda<CudarcDriver>>> {
+    gpu_precision(Precision::Fp32)
+}
+
+/// [`gpu`] computing reduced-precision-tolerant products in `precision`.
+pub fn gpu_precision(precision: Precision) -> Option<Dut<Cuda<CudarcDriver>>> {
     let why = if !libcuda_present() {
         "libcuda not found: no NVIDIA driver on this machine".to_string()
     } else {
@@ -68,7 +99,7 @@ pub fn gpu() -> Option<Dut<Cuda<CudarcDriver>>> {
             }
             Ok(_) => {
                 let dev = Cuda::new(CudarcDriver::new(0).expect("opening GPU 0")).expect("CUDA backend");
-                return Some(Dut { dev, trans_rel: 1e-5 });
+                return Some(Dut { dev: dev.with_precision(precision), trans_rel: 1e-5, precision });
             }
         }
     };
@@ -113,9 +144,39 @@ macro_rules! parity_tests {
         }
     };
     (@emu $m:ident, $i:literal; $($case:ident),*) => {
+        $crate::parity_tests!(@prec $m, $i, Fp32; $($case),*);
+    };
+    (@prec $m:ident, $i:literal, $p:ident; $($case:ident),*) => {
         mod $m {
             $( #[test] fn $case() {
-                super::$case(&super::backends::emu(ortho_rnn::backend::cuda::emu::ResumeOrder::TEST_SET[$i]));
+                super::$case(&super::backends::emu_precision(
+                    ortho_rnn::backend::cuda::emu::ResumeOrder::TEST_SET[$i],
+                    ortho_rnn::backend::Precision::$p,
+                ));
+            } )*
+        }
+    };
+}
+
+/// Stamps out the cases for the tensor-core precisions: `mod emu_tf32_in_order`, `emu_tf32_random`,
+/// `emu_bf16_reversed`, `emu_bf16_random` (the emulated driver) and `gpu_tf32`, `gpu_bf16`.
+#[macro_export]
+macro_rules! parity_tests_tc {
+    ($($case:ident),* $(,)?) => {
+        $crate::parity_tests!(@prec emu_tf32_in_order, 0, Tf32; $($case),*);
+        $crate::parity_tests!(@prec emu_tf32_random, 2, Tf32; $($case),*);
+        $crate::parity_tests!(@prec emu_bf16_reversed, 1, Bf16; $($case),*);
+        $crate::parity_tests!(@prec emu_bf16_random, 3, Bf16; $($case),*);
+        mod gpu_tf32 {
+            $( #[test] fn $case() {
+                let p = ortho_rnn::backend::Precision::Tf32;
+                if let Some(t) = super::backends::gpu_precision(p) { super::$case(&t); }
+            } )*
+        }
+        mod gpu_bf16 {
+            $( #[test] fn $case() {
+                let p = ortho_rnn::backend::Precision::Bf16;
+                if let Some(t) = super::backends::gpu_precision(p) { super::$case(&t); }
             } )*
         }
     };

@@ -192,15 +192,25 @@ impl<T: Scalar> Backend for Cpu<T> {
                 matmul(cm, mat(ai, g.m, g.k, g.trans_a), mat(bi, g.k, g.n, g.trans_b), g.alpha, g.beta, par);
             }
         }
+        // The epilogue touches the batch's matrices only, not the gaps between them.
+        let mats = |i: usize| i * g.stride_c..i * g.stride_c + g.m * g.n;
+        if g.m * g.n == 0 {
+            return Ok(());
+        }
         if let Some(bias) = epi.bias {
             let bias = view(bias);
-            for row in cv.chunks_exact_mut(g.n) {
-                row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+            for i in 0..g.batch {
+                for row in cv[mats(i)].chunks_exact_mut(g.n) {
+                    row.iter_mut().zip(bias).for_each(|(v, &b)| *v += b);
+                }
             }
         }
         if let Some((act, out)) = epi.act {
             let param = act.param.map(view).unwrap_or(&[]);
-            ops::act_fwd(act.kind, param, cv, view_mut(out), g.n);
+            let out = view_mut(out);
+            for i in 0..g.batch {
+                ops::act_fwd(act.kind, param, &cv[mats(i)], &mut out[mats(i)], g.n);
+            }
         }
         Ok(())
     }

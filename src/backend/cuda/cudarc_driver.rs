@@ -47,8 +47,10 @@ pub fn nvrtc_version() -> Option<(i32, i32)> {
     (ok == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
 }
 
-/// Folders holding `cuda_fp16.h`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`, the pip wheel
-/// `nvidia-cuda-runtime-cu12` next to the NVRTC library on `LD_LIBRARY_PATH`, `/usr/local/cuda/include`.
+/// Folders holding `cuda_fp16.h` or `crt/mma.h`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`, the pip
+/// wheels `nvidia-cuda-runtime-cu12` and `nvidia-cuda-nvcc-cu12` next to the NVRTC library on
+/// `LD_LIBRARY_PATH`, `/usr/local/cuda/include`. (`<mma.h>`, which the tensor-core GEMM kernels include,
+/// is in the runtime wheel but includes `crt/mma.h`, which only the nvcc wheel or a toolkit has.)
 pub fn nvrtc_include_paths() -> Vec<String> {
     let mut cands: Vec<PathBuf> = Vec::new();
     if let Ok(p) = std::env::var("ORTHO_CUDA_INCLUDE") {
@@ -63,13 +65,14 @@ pub fn nvrtc_include_paths() -> Vec<String> {
             let dir = PathBuf::from(dir);
             if let Some(nvidia) = dir.parent().and_then(|p| p.parent()) {
                 cands.push(nvidia.join("cuda_runtime").join("include"));
+                cands.push(nvidia.join("cuda_nvcc").join("include"));
             }
         }
     }
     cands.push("/usr/local/cuda/include".into());
     let mut out: Vec<String> = Vec::new();
     for c in cands {
-        if c.join("cuda_fp16.h").exists() {
+        if c.join("cuda_fp16.h").exists() || c.join("crt").join("mma.h").exists() {
             let s = c.to_string_lossy().into_owned();
             if !out.contains(&s) {
                 out.push(s);

@@ -14,12 +14,13 @@ pub mod cudarc_driver;
 pub mod driver;
 pub mod emu;
 mod gemm;
+pub mod gemm_plan;
 pub mod kernels;
 mod lu;
 mod ops;
 mod reduce;
 
-use crate::backend::{DeviceBuf, Slice, SliceMut};
+use crate::backend::{DeviceBuf, Precision, Slice, SliceMut};
 use crate::error::{Error, Result};
 use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -121,6 +122,8 @@ pub struct Cuda<D: Driver> {
     arena: Arc<Arena<D>>,
     /// Synchronize after every launch and name the kernel in its error (`ORTHO_RNN_SYNC=1`).
     sync_launches: bool,
+    /// The arithmetic of the products marked reduced-precision-tolerant.
+    precision: Precision,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
@@ -130,6 +133,7 @@ impl<D: Driver> Clone for Cuda<D> {
             acc: self.acc.clone(),
             arena: self.arena.clone(),
             sync_launches: self.sync_launches,
+            precision: self.precision,
         }
     }
 }
@@ -158,7 +162,7 @@ impl<D: Driver> Cuda<D> {
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
         let sync_launches = parse_sync_env(std::env::var(SYNC_ENV).ok().as_deref())?;
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena, sync_launches })
+        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena, sync_launches, precision: Precision::Fp32 })
     }
 
     /// Whether every launch is followed by a synchronization (from `ORTHO_RNN_SYNC` at creation).
@@ -169,6 +173,13 @@ impl<D: Driver> Cuda<D> {
     /// Turns synchronous launches on or off (overrides `ORTHO_RNN_SYNC`).
     pub fn with_sync_launches(mut self, on: bool) -> Self {
         self.sync_launches = on;
+        self
+    }
+
+    /// This backend computing the products marked [`Gemm::allow_reduced`](crate::backend::Gemm) in
+    /// `precision` (TF32 / BF16 on tensor cores; see [`Precision`]).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
         self
     }
 

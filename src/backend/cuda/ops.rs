@@ -5,7 +5,8 @@ use super::lu::CudaLu;
 use super::reduce::blocks_1d;
 use super::{Cuda, CudaBuf, GemmLaunch, THREADS, act_code};
 use crate::backend::{
-    Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut,
+    Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, Precision, SeqDims, Slice,
+    SliceMut,
     check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
@@ -27,6 +28,9 @@ impl<D: Driver> Backend for Cuda<D> {
 
     fn name(&self) -> String {
         self.drv.name()
+    }
+    fn gemm_precision(&self) -> Precision {
+        self.precision
     }
     fn synchronize(&self) -> Result<()> {
         self.drv.synchronize()
@@ -76,6 +80,7 @@ impl<D: Driver> Backend for Cuda<D> {
             GemmLaunch::dense(g.m, g.n, g.k, Cuda::ptr(&a), g.trans_a, Cuda::ptr(&b), g.trans_b, Cuda::ptr_mut(&c));
         (l.batch, l.sab, l.sbb, l.scb) = (g.batch, g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
         (l.alpha, l.beta) = (g.alpha, g.beta);
+        l.precision = if g.allow_reduced { self.precision } else { Precision::Fp32 };
         if let Some(bias) = &epi.bias {
             bias.check("gemm(bias)", g.n)?;
             l.bias = Cuda::ptr(bias);
@@ -405,7 +410,8 @@ impl<D: Driver> Backend for Cuda<D> {
         }
     }
 
-    /// One GEMM launch per step, the activation fused into its epilogue.
+    /// One GEMM per step (plus its split-K reduction where the planner splits k), the activation fused
+    /// into its epilogue.
     fn recurrent_forward(
         &self,
         w: Slice<Self>,
@@ -424,6 +430,7 @@ impl<D: Driver> Backend for Cuda<D> {
             let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
             let mut g = GemmLaunch::dense(d.batch, d.n, d.n, at(hp, t), false, wp, true, at(pp, t));
             g.beta = 1.0;
+            g.precision = self.precision;
             g.act = Some(act.kind);
             g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
             g.act_out = at(hp, t + 1);
@@ -462,6 +469,7 @@ impl<D: Driver> Backend for Cuda<D> {
             let src = if t + 1 < d.t { at(dp, t + 1) } else { dp };
             let mut g = GemmLaunch::dense(d.batch, d.n, k, src, false, wp, false, at(dhp, t));
             g.beta = 1.0;
+            g.precision = self.precision;
             g.act = Some(act.kind);
             g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
             g.act_out = at(dp, t);
