@@ -10,8 +10,9 @@
 //! - TF32 / BF16 (products marked reduced-precision-tolerant, each operand contiguous along one of its
 //!   dimensions): the 64 x 64 tensor-core tile; `s = min(ceil(S / T), k / 128, 32)` when `2 T <= S`
 //!   (fewer tiles than would keep half the SMs busy).
-//! - FP32: the 128 x 64 tile (`gemm_f32`, 3 blocks per SM) when it reaches at least `S / 2` blocks
-//!   with `s <= k / 256`; otherwise the 32 x 32 tile (`gemm_small_f32`) with `s <= k / 128`.
+//! - FP32: the 128 x 64 tile (`gemm_f32`, 3 blocks per SM) when `M >= 96`, `N >= 48` and it reaches at
+//!   least `S / 2` blocks with `s <= k / 256`; otherwise the 32 x 32 tile (`gemm_small_f32`) with
+//!   `s <= k / 128`.
 //! - `s <= 32`, the workspace at most [`WORKSPACE_MAX_BYTES`], and `batch s <= 65535` (the grid's z).
 //!
 //! The chunk minimums keep each split at 8 or more k slices of 16, so the pipeline is not all
@@ -167,8 +168,11 @@ pub fn plan(shape: &GemmShape, sm_count: u32) -> GemmPlan {
     if let Some((p, a, b)) = tc {
         return plan_with(shape, "gemm_tc", TC_KERNELS[p][2 * a + b], TC_TILE, 128, sm);
     }
+    // The large tile, unless a quarter of it or more would be padding (thin products: the readout,
+    // dW_o, dW_in) or it would not reach half the SMs.
+    let fits = 4 * shape.m >= 3 * SIMT_TILE.bm && 4 * shape.n >= 3 * SIMT_TILE.bn;
     let large = plan_with(shape, "gemm", "gemm_f32", SIMT_TILE, 256, sm);
-    if 2 * large.blocks() >= sm {
+    if fits && 2 * large.blocks() >= sm {
         return large;
     }
     plan_with(shape, "gemm", "gemm_small_f32", SIMT_SMALL_TILE, 128, sm)
