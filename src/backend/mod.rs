@@ -19,6 +19,7 @@
 
 pub mod cpu;
 pub mod cuda;
+pub mod profile;
 
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -320,6 +321,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+    /// Device activity counters (see [`profile`]); `None` where nothing is counted (the CPU).
+    fn profile(&self) -> Option<profile::Profile> {
+        None
+    }
+    /// Notes on the implementation choices of the last ops (e.g. which recurrence path ran), for
+    /// `bench` output; empty where there is nothing to say.
+    fn path_notes(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     // ---- memory ----

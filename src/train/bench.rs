@@ -8,6 +8,7 @@
 
 use super::build::{ModelKind, ModelSpec};
 use crate::backend::Backend;
+use crate::backend::profile::{GpuModel, Profile};
 use crate::error::Result;
 use crate::nn::{Model, Pass};
 use crate::optim::{OptimConfig, Optimizer};
@@ -31,6 +32,72 @@ pub struct BenchResult {
     pub flops_per_iter: f64,
     /// `flops_per_iter / median`.
     pub gflops: f64,
+    /// With `--profile`: what one iteration did on the device (see [`IterProfile`]).
+    #[serde(default, skip_serializing_if = "Option::is_none", flatten)]
+    pub profile: Option<IterProfile>,
+}
+
+/// Per-iteration device activity of a benchmark (the mean over the timed iterations), from the
+/// driver's counters ([`crate::backend::profile`]); the bench's own synchronizations around each
+/// timed iteration are not counted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IterProfile {
+    /// Kernels run (a graph replay counts the kernels it runs).
+    pub launches_per_iter: f64,
+    /// Of those, kernels run by graph replays.
+    pub graph_kernels_per_iter: f64,
+    /// Points where the host waited for the device.
+    pub host_syncs_per_iter: f64,
+    /// Device allocations.
+    pub allocs_per_iter: f64,
+    /// Bytes allocated.
+    pub alloc_bytes_per_iter: f64,
+    /// Bytes copied host to device and device to host.
+    pub htod_bytes_per_iter: f64,
+    pub dtoh_bytes_per_iter: f64,
+    /// Floating-point operations counted from the launch shapes (all ops, parametrizations
+    /// included; `flops_per_iter` above counts the network's products only).
+    pub launch_flops_per_iter: f64,
+    /// Grid-wide barriers of cooperative kernels.
+    pub grid_barriers_per_iter: f64,
+    /// Which implementation ran where there is a choice (e.g. the recurrence's path).
+    pub paths: std::collections::BTreeMap<String, String>,
+    /// With `--predict`: the GPU and the predicted time of one iteration on it (a roofline estimate,
+    /// see [`crate::backend::profile`]), in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict_gpu: Option<GpuModel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predicted_ms: Option<f64>,
+}
+
+impl IterProfile {
+    /// The mean of `total` over `iters` iterations, with `notes` and an optional prediction.
+    pub fn from_total(total: &Profile, iters: usize, notes: Vec<(String, String)>, gpu: Option<GpuModel>) -> Self {
+        let per = |v: f64| v / iters.max(1) as f64;
+        IterProfile {
+            launches_per_iter: per(total.launches as f64),
+            graph_kernels_per_iter: per(total.graph_kernels as f64),
+            host_syncs_per_iter: per(total.host_syncs as f64),
+            allocs_per_iter: per(total.allocs as f64),
+            alloc_bytes_per_iter: per(total.alloc_bytes as f64),
+            htod_bytes_per_iter: per(total.htod_bytes as f64),
+            dtoh_bytes_per_iter: per(total.dtoh_bytes as f64),
+            launch_flops_per_iter: per(total.flops),
+            grid_barriers_per_iter: per(total.grid_barriers as f64),
+            paths: notes.into_iter().collect(),
+            predict_gpu: gpu,
+            predicted_ms: gpu.map(|g| per(total.predict_seconds(g) * 1e3)),
+        }
+    }
+}
+
+/// What `bench` measures besides time.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BenchOptions {
+    /// Count device activity per iteration (`--profile`).
+    pub profile: bool,
+    /// Predict the time on this GPU from the counts (`--predict`; implies `profile`).
+    pub predict: Option<GpuModel>,
 }
 
 /// Multiply-add work of one training iteration of an Elman RNN, in flops: the recurrence forward
@@ -87,19 +154,41 @@ pub fn bench<B: Backend>(
     batch: usize,
     iters: usize,
 ) -> Result<BenchResult> {
+    bench_with(b, spec, opt, seq_len, batch, iters, BenchOptions::default())
+}
+
+/// [`bench`] with a profile of the device activity per iteration and a predicted GPU time.
+pub fn bench_with<B: Backend>(
+    b: &B,
+    spec: &ModelSpec,
+    opt: OptimConfig,
+    seq_len: usize,
+    batch: usize,
+    iters: usize,
+    opts: BenchOptions,
+) -> Result<BenchResult> {
     let task = CopyTask::new(seq_len, 1)?;
     let mut it = Iteration::new(b, spec, opt, &task)?;
     let mut times = Vec::with_capacity(iters);
+    let mut total: Option<Profile> = None;
     for i in 0..iters + 2 {
         let data = task.train_batch(i, batch)?;
         b.synchronize()?;
+        let p0 = b.profile();
         let t0 = Instant::now();
         it.run(b, &data)?;
+        let p1 = b.profile();
         b.synchronize()?;
         if i >= 2 {
             times.push(t0.elapsed().as_secs_f64() * 1e3);
+            if let (Some(p0), Some(p1)) = (p0, p1) {
+                let d = p1.since(&p0);
+                total = Some(total.unwrap_or_default().plus(&d));
+            }
         }
     }
+    let profile = (opts.profile || opts.predict.is_some())
+        .then(|| IterProfile::from_total(&total.unwrap_or_default(), iters, b.path_notes(), opts.predict));
     times.sort_by(|a, b| a.total_cmp(b));
     let median_ms = if times.is_empty() { 0.0 } else { times[times.len() / 2] };
     let count = if spec.model == ModelKind::Lstm { lstm_flops } else { rnn_flops };
@@ -115,5 +204,6 @@ pub fn bench<B: Backend>(
         min_ms: times.first().copied().unwrap_or(0.0),
         flops_per_iter: flops,
         gflops: if median_ms > 0.0 { flops / (median_ms * 1e6) } else { 0.0 },
+        profile,
     })
 }

@@ -17,6 +17,7 @@ pub mod kernels;
 mod lu;
 mod ops;
 
+use crate::backend::profile::Profile;
 use crate::backend::{DeviceBuf, Slice, SliceMut};
 use crate::error::{Error, Result};
 use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
@@ -145,6 +146,16 @@ impl<D: Driver> Cuda<D> {
     /// The device's SM count and limits (what grids are sized from).
     pub fn attrs(&self) -> DeviceAttrs {
         self.drv.attrs()
+    }
+
+    /// The driver's activity counters so far.
+    pub fn profile(&self) -> Profile {
+        self.drv.counters().snapshot()
+    }
+
+    /// Counts the arithmetic of one op (`flops`) and the device-memory bytes it moves, for the profile.
+    pub(crate) fn work(&self, flops: f64, bytes: f64) {
+        self.drv.counters().update(|c| c.add_work(flops, bytes));
     }
 
     /// Workspace `slot` with at least `bytes` bytes (zeroed when first allocated or grown; otherwise

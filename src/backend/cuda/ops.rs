@@ -30,6 +30,9 @@ impl<D: Driver> Backend for Cuda<D> {
     fn synchronize(&self) -> Result<()> {
         self.drv.synchronize()
     }
+    fn profile(&self) -> Option<crate::backend::profile::Profile> {
+        Some(Cuda::profile(self))
+    }
 
     fn zeros(&self, len: usize) -> Result<CudaBuf<D>> {
         let ptr = self.drv.alloc(4 * len)?;
@@ -71,6 +74,7 @@ impl<D: Driver> Backend for Cuda<D> {
         a.check("gemm(A)", ea)?;
         b.check("gemm(B)", eb)?;
         c.check("gemm(C)", ec)?;
+        self.work(g.flops(), 4.0 * (ea + eb + 2 * ec) as f64);
         let mut l =
             GemmLaunch::dense(g.m, g.n, g.k, Cuda::ptr(&a), g.trans_a, Cuda::ptr(&b), g.trans_b, Cuda::ptr_mut(&c));
         (l.batch, l.sab, l.sbb, l.scb) = (g.batch, g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
@@ -166,6 +170,7 @@ impl<D: Driver> Backend for Cuda<D> {
     fn act_fwd(&self, act: Act<Self>, a: Slice<Self>, h: SliceMut<Self>, cols: usize) -> Result<()> {
         check_act(&act, a.len, cols)?;
         h.check("act_fwd(h)", a.len)?;
+        self.work(a.len as f64, 8.0 * a.len as f64);
         let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
         let args = [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), param, pm(&h)];
         self.launch_1d("activation", "act_fwd_f32", a.len, &args)
@@ -187,6 +192,7 @@ impl<D: Driver> Backend for Cuda<D> {
         if let Some(d) = &dparam {
             d.check("act_bwd(dparam)", act.kind.param_len(cols))?;
         }
+        self.work(2.0 * a.len as f64, 16.0 * a.len as f64);
         let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
         let dp = dparam.as_ref().map_or(Arg::Ptr(0), pm);
         let args =
@@ -247,6 +253,7 @@ impl<D: Driver> Backend for Cuda<D> {
         logits.check("softmax_xent(logits)", rows * classes)?;
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
+        self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
         let [sum, correct, count, invalid] = self.with_acc::<4>(|acc| {
             let args = [
                 Arg::I32(rows as i32),
@@ -280,6 +287,7 @@ impl<D: Driver> Backend for Cuda<D> {
 
     fn sum_sq(&self, x: Slice<Self>) -> Result<f64> {
         x.check("sum_sq", x.len)?;
+        self.work(2.0 * x.len as f64, 4.0 * x.len as f64);
         let [s] = self
             .with_acc::<1>(|acc| self.launch_1d("reduce", "sum_sq_f32", x.len, &[n64(x.len), p(&x), Arg::Ptr(acc)]))?;
         Ok(s)
@@ -298,6 +306,7 @@ impl<D: Driver> Backend for Cuda<D> {
     fn col_sum(&self, x: Slice<Self>, rows: usize, cols: usize, beta: f32, out: SliceMut<Self>) -> Result<()> {
         x.check("col_sum(x)", rows * cols)?;
         out.check("col_sum(out)", cols)?;
+        self.work((rows * cols) as f64, 4.0 * (rows * cols + 2 * cols) as f64);
         let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&x), Arg::F32(beta), pm(&out)];
         self.launch("reduce", "col_sum_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
     }
@@ -311,10 +320,12 @@ impl<D: Driver> Backend for Cuda<D> {
 
     fn lu_factor(&self, a: Slice<Self>, n: usize) -> Result<CudaLu<D>> {
         a.check("lu_factor", n * n)?;
+        self.work(2.0 * (n * n * n) as f64 / 3.0, 8.0 * (n * n) as f64);
         self.lu_factor_dev(Cuda::ptr(&a), n)
     }
     fn lu_solve(&self, lu: &CudaLu<D>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         b.check("lu_solve", lu.n() * nrhs)?;
+        self.work(2.0 * (lu.n() * lu.n() * nrhs) as f64, 4.0 * (lu.n() * lu.n() + 2 * lu.n() * nrhs) as f64);
         self.lu_solve_dev(lu, Cuda::ptr_mut(&b), nrhs, transpose)
     }
 
@@ -331,6 +342,7 @@ impl<D: Driver> Backend for Cuda<D> {
         grad.check("optim_step(grad)", n)?;
         s1.check("optim_step(s1)", n)?;
         s2.check("optim_step(s2)", n)?;
+        self.work(8.0 * n as f64, 4.0 * 7.0 * n as f64);
         let (lr, wd) = (Arg::F32(step.lr as f32), Arg::F32(step.weight_decay as f32));
         match step.rule {
             OptimRule::Sgd { momentum, nesterov } => {
