@@ -5,6 +5,18 @@
 // of the block waits at it (exited threads count as arrived). A round that ends with nothing runnable
 // and no barrier that can complete is a divergent barrier, a partial-warp collective or a deadlock;
 // the launch then fails with the source lines involved.
+//
+// Cooperative launches (LaunchRequest::flags & kLaunchCooperative): every block of the grid is alive
+// at once. Each block runs on its own host thread (so that its `__shared__` variables, which are
+// thread_local, are its own), but only one runs at a time: a coordinator (the launching thread) gives
+// a turn to each block that can progress, in the launch's resume order across blocks. On its turn a
+// block runs one round of its fibers (in order: blocks advance in lockstep), or until its next grid
+// barrier or exit (reversed), or a random one of those or 2-3 rounds (random orders): blocks also
+// drift apart between grid barriers, so a missing grid barrier shows. A block whose live threads all
+// wait at the grid barrier is parked; when every block is parked (exited threads count as arrived),
+// the barrier opens. A block that exits entirely while others wait at a grid barrier, grid barriers
+// at different source lines, and threads of one block split between __syncthreads and the grid
+// barrier are errors.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
@@ -666,7 +678,7 @@ public:
         job_ = &job;
         // Begin every block on its own thread.
         for (uint64_t b = 0; b < nb; ++b) {
-            std::string err = command(b, kBegin);
+            std::string err = command(b, kBegin, 0);
             if (!err.empty()) return err;
         }
         std::vector<Step> status(nb, Step::Progress);
@@ -720,7 +732,17 @@ public:
                 for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[splitmix64(rng) % i]);
             }
             for (uint64_t b : order) {
-                std::string err = command(b, kStep);
+                // How far the block runs on this turn: one round (lockstep) in order, up to its next grid
+                // barrier or exit when reversed, and a random choice of the two (or 2-3 rounds) in random
+                // orders, so that blocks also drift apart between grid barriers and a missing one shows.
+                uint32_t rounds = 1;
+                if (job.req->order == kOrderReversed) {
+                    rounds = 0;
+                } else if (job.req->order == kOrderRandom) {
+                    const uint64_t r = splitmix64(rng) % 4;
+                    rounds = r == 0 ? 0 : uint32_t(r);
+                }
+                std::string err = command(b, kStep, rounds);
                 if (!err.empty()) return err;
                 status[b] = threads_[b]->last;
             }
@@ -733,6 +755,7 @@ private:
         std::thread thread;
         std::condition_variable cv;
         Cmd cmd = kIdle;
+        uint32_t rounds = 1;
         uint64_t block = 0;
         Step last = Step::Progress;
         std::string error;
@@ -748,10 +771,12 @@ private:
     }
 
     // Hands block `b` one command and waits for it to finish; returns its error, if any.
-    std::string command(uint64_t b, Cmd c) {
+    // `rounds`: for kStep, the most rounds to run (0: until the block parks, exits or fails).
+    std::string command(uint64_t b, Cmd c, uint32_t rounds) {
         BlockThread& t = *threads_[b];
         std::unique_lock<std::mutex> lk(mu_);
         t.cmd = c;
+        t.rounds = rounds;
         t.cv.notify_one();
         done_.wait(lk, [&] { return t.cmd == kIdle; });
         return t.last == Step::Failed ? t.error : std::string();
@@ -781,7 +806,10 @@ private:
                         t.last = Step::Progress;
                     }
                 } else {
-                    t.last = step_block(w);
+                    for (uint32_t k = 0; t.rounds == 0 || k < t.rounds; ++k) {
+                        t.last = step_block(w);
+                        if (t.last != Step::Progress) break;
+                    }
                     if (t.last == Step::Failed) t.error = w.error;
                 }
             } catch (const std::exception& e) {

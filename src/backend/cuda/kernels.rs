@@ -11,6 +11,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("activation", include_str!("../../../kernels/activation.cu")),
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
     ("emu_selftest", include_str!("../../../kernels/emu_selftest.cu")),
+    ("emu_selftest_grid", include_str!("../../../kernels/emu_selftest_grid.cu")),
     ("gemm", include_str!("../../../kernels/gemm.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("lstm", include_str!("../../../kernels/lstm.cu")),
