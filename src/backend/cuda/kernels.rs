@@ -17,6 +17,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("lstm", include_str!("../../../kernels/lstm.cu")),
     ("lu", include_str!("../../../kernels/lu.cu")),
     ("optim", include_str!("../../../kernels/optim.cu")),
+    ("recurrent", include_str!("../../../kernels/recurrent.cu")),
     ("reduce", include_str!("../../../kernels/reduce.cu")),
 ];
 

@@ -16,6 +16,7 @@ mod gemm;
 pub mod kernels;
 mod lu;
 mod ops;
+mod recurrent;
 
 use crate::backend::profile::Profile;
 use crate::backend::{DeviceBuf, Slice, SliceMut};
@@ -24,6 +25,7 @@ use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use gemm::GemmLaunch;
+pub use recurrent::RecurrenceMode;
 
 /// A device buffer of f32.
 pub struct CudaBuf<D: Driver> {
@@ -87,10 +89,14 @@ pub(crate) enum Slot {
     Lu,
     /// Per-block partials of fixed-order reductions.
     Reduce,
+    /// Per-block partials of the persistent recurrence's parameter gradient.
+    Recurrent,
+    /// Per-block partial sums of squares of the multi-tensor optimizer step.
+    Optim,
 }
 
 impl Slot {
-    const COUNT: usize = 3;
+    const COUNT: usize = 5;
 }
 
 /// Grow-only device workspaces, one allocation per [`Slot`], kept for the backend's lifetime: after the
@@ -118,11 +124,20 @@ pub struct Cuda<D: Driver> {
     /// 32 bytes of device scratch for reductions returned to the host.
     acc: Arc<Mutex<DevAlloc<D>>>,
     arena: Arc<Arena<D>>,
+    /// How the recurrence runs, and what the last recurrence ops ran (for `bench`).
+    rec_mode: Arc<Mutex<RecurrenceMode>>,
+    notes: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
     fn clone(&self) -> Self {
-        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone() }
+        Cuda {
+            drv: self.drv.clone(),
+            acc: self.acc.clone(),
+            arena: self.arena.clone(),
+            rec_mode: self.rec_mode.clone(),
+            notes: self.notes.clone(),
+        }
     }
 }
 
@@ -135,7 +150,13 @@ impl<D: Driver> Cuda<D> {
         let drv = Arc::new(drv);
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena })
+        Ok(Cuda {
+            drv,
+            acc: Arc::new(Mutex::new(acc)),
+            arena,
+            rec_mode: Arc::new(Mutex::new(RecurrenceMode::default())),
+            notes: Arc::new(Mutex::new(Default::default())),
+        })
     }
 
     /// The driver.

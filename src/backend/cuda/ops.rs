@@ -385,7 +385,8 @@ impl<D: Driver> Backend for Cuda<D> {
         }
     }
 
-    /// One GEMM launch per step, the activation fused into its epilogue.
+    /// The persistent cooperative kernel where it fits, else one GEMM launch per step with the
+    /// activation fused into its epilogue (see `recurrent.rs`).
     fn recurrent_forward(
         &self,
         w: Slice<Self>,
@@ -394,27 +395,11 @@ impl<D: Driver> Backend for Cuda<D> {
         h: SliceMut<Self>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_forward(w)", d.n * d.n)?;
-        pre.check("recurrent_forward(pre)", d.t * bn)?;
-        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        check_act(&act, bn, d.n)?;
-        let (wp, pp, hp) = (Cuda::ptr(&w), Cuda::ptr_mut(&pre), Cuda::ptr_mut(&h));
-        for t in 0..d.t {
-            let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
-            let mut g = GemmLaunch::dense(d.batch, d.n, d.n, at(hp, t), false, wp, true, at(pp, t));
-            g.beta = 1.0;
-            g.act = Some(act.kind);
-            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
-            g.act_out = at(hp, t + 1);
-            self.launch_gemm(&g)?;
-        }
-        Ok(())
+        self.recurrence_forward(w, act, pre, h, d)
     }
 
-    /// One GEMM launch per step with the activation's backward in the epilogue
-    /// (`dh_t += delta_{t+1} W` kept in `dh`, `delta_t = J^T dh_t` written), then one pass for the
-    /// activation parameter's gradient.
+    /// The persistent cooperative kernel where it fits, else one GEMM launch per step with the
+    /// activation's backward in the epilogue (see `recurrent.rs`).
     fn recurrent_backward(
         &self,
         w: Slice<Self>,
@@ -422,39 +407,14 @@ impl<D: Driver> Backend for Cuda<D> {
         pre: Slice<Self>,
         h: Slice<Self>,
         dh: SliceMut<Self>,
-        mut delta: SliceMut<Self>,
+        delta: SliceMut<Self>,
         dparam: Option<SliceMut<Self>>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_backward(w)", d.n * d.n)?;
-        pre.check("recurrent_backward(pre)", d.t * bn)?;
-        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
-        dh.check("recurrent_backward(dh)", d.t * bn)?;
-        delta.check("recurrent_backward(delta)", d.t * bn)?;
-        check_act(&act, bn, d.n)?;
-        let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
-        let (wp, pp, hp, dhp, dp) =
-            (Cuda::ptr(&w), Cuda::ptr(&pre), Cuda::ptr(&h), Cuda::ptr_mut(&dh), Cuda::ptr_mut(&delta));
-        for t in (0..d.t).rev() {
-            // K = 0 on the last step: the product vanishes and the epilogue alone forms delta_{T-1}.
-            let k = if t + 1 < d.t { d.n } else { 0 };
-            let src = if t + 1 < d.t { at(dp, t + 1) } else { dp };
-            let mut g = GemmLaunch::dense(d.batch, d.n, k, src, false, wp, false, at(dhp, t));
-            g.beta = 1.0;
-            g.act = Some(act.kind);
-            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
-            g.act_out = at(dp, t);
-            g.pre = at(pp, t);
-            g.hval = at(hp, t + 1);
-            self.launch_gemm(&g)?;
-        }
-        if let Some(dparam) = dparam {
-            // dh now holds dL/dh_t for every step; one pass accumulates the parameter gradient
-            // (and rewrites delta with the same values).
-            let h_out = h.sub(bn, d.t * bn);
-            self.act_bwd(act, pre, h_out, dh.as_ref(), delta.rb(), Some(dparam), d.n)?;
-        }
-        Ok(())
+        self.recurrence_backward(w, act, pre, h, dh, delta, dparam, d)
+    }
+
+    fn path_notes(&self) -> Vec<(String, String)> {
+        Cuda::path_notes(self)
     }
 }
