@@ -10,8 +10,8 @@ use super::build::{ModelKind, ModelSpec};
 use crate::backend::Backend;
 use crate::backend::profile::{GpuModel, Profile};
 use crate::error::Result;
-use crate::nn::{Model, Pass};
-use crate::optim::{OptimConfig, Optimizer};
+use crate::nn::{BatchStats, Model, Pass, StageKey};
+use crate::optim::{OptimConfig, Optimizer, StepInfo};
 use crate::tasks::copy::CopyTask;
 use crate::tasks::{Batch, Task};
 use serde::{Deserialize, Serialize};
@@ -114,29 +114,124 @@ pub fn lstm_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: 
     2.0 * l * b * (4.0 * (3.0 * n * n + 2.0 * n * m) + 3.0 * n * k)
 }
 
+/// A captured graph of the graph-safe part of a training iteration, for one [`StageKey`].
+#[derive(Debug, Default)]
+pub struct GraphCache {
+    graph: Option<(StageKey, u64)>,
+    /// The key of the last iteration run directly: a graph is captured on the second iteration in a
+    /// row with the same key, so that device-side state (the optimizer's table and step counter) is
+    /// already in place and nothing has to be uploaded inside the capture.
+    last_direct: Option<StageKey>,
+    /// Set when graphs are unavailable (the CPU) or a capture failed; then iterations run directly.
+    disabled: bool,
+}
+
+/// One training iteration of `model` with `opt` on `batch`, whose step number is `done + 1`: forward,
+/// loss, BPTT, clipping and the optimizer update queued without host round trips, the parametrization's
+/// housekeeping, then one read of the loss and the gradient norm (the iteration's one host
+/// synchronization on a device, for models with a queued pass). With `graphs`, the graph-safe part
+/// ([`Model::queue_launches`] and [`Optimizer::queue_euclidean`]) is captured once per batch shape and
+/// replayed; geodesic steps and [`Model::after_update`] run directly after it. The step's result is
+/// returned beside the statistics, so that a caller can judge a non-finite loss before a non-finite
+/// gradient.
+pub fn train_iteration<B: Backend>(
+    b: &B,
+    model: &mut dyn Model<B>,
+    opt: &mut Optimizer<B>,
+    done: usize,
+    batch: &Batch,
+    graphs: Option<&mut GraphCache>,
+) -> Result<(BatchStats, Result<StepInfo>)> {
+    let Some(key) = model.stage(batch)? else {
+        let st = model.run(batch, Pass::Train)?;
+        let info = opt.step(b, model.params_mut());
+        model.after_update(done + 1)?;
+        return Ok((st, info));
+    };
+    let mut replayed = false;
+    if let Some(cache) = graphs.filter(|c| !c.disabled && model.graph_safe()) {
+        if cache.graph.is_some_and(|(k, _)| k != key) {
+            if let Some((_, g)) = cache.graph.take() {
+                b.drop_graph(g);
+            }
+        }
+        let mut captured_now = false;
+        if cache.graph.is_none() && cache.last_direct == Some(key) {
+            let step_before = opt.steps();
+            let captured = b.capture(&mut || {
+                model.queue_launches(Pass::Train)?;
+                opt.queue_euclidean(b, model.params_mut())
+            });
+            match captured {
+                Ok(Some(g)) => {
+                    cache.graph = Some((key, g));
+                    captured_now = true;
+                }
+                // No graphs on this backend, or the region synchronized with the host: run directly.
+                Ok(None) | Err(_) => {
+                    cache.disabled = true;
+                    opt.set_steps(step_before);
+                }
+            }
+        }
+        if let Some((_, g)) = cache.graph {
+            b.replay(g)?;
+            if !captured_now {
+                opt.note_replayed_step();
+            }
+            replayed = true;
+        } else {
+            cache.last_direct = Some(key);
+        }
+    }
+    if replayed {
+        opt.queue_geodesic(b, model.params_mut())?;
+    } else {
+        model.queue_launches(Pass::Train)?;
+        opt.queue_step(b, model.params_mut())?;
+    }
+    model.after_update(done + 1)?;
+    let v = b.tally_read()?;
+    let st = model.stats(&v)?;
+    Ok((st, Optimizer::<B>::info(&v)))
+}
+
 /// A model and its optimizer, stepped one whole training iteration at a time: the unit that
 /// [`bench`] and the Criterion benchmarks time.
 pub struct Iteration<B: Backend> {
     model: Box<dyn Model<B>>,
     optim: Optimizer<B>,
     done: usize,
+    graphs: Option<GraphCache>,
 }
 
 impl<B: Backend> Iteration<B> {
-    /// Builds `spec` for `task` (seed 1) and its optimizer.
+    /// Builds `spec` for `task` (seed 1) and its optimizer; iterations replay a captured graph where
+    /// the backend and the model allow it.
     pub fn new(b: &B, spec: &ModelSpec, opt: OptimConfig, task: &dyn Task) -> Result<Self> {
         let model = spec.build(b, task, 1)?;
         let optim = Optimizer::new(b, opt, model.params())?;
-        Ok(Iteration { model, optim, done: 0 })
+        Ok(Iteration { model, optim, done: 0, graphs: Some(GraphCache::default()) })
     }
 
-    /// Forward and BPTT on `batch`, the optimizer step, and the parametrization's update (queued:
-    /// call [`Backend::synchronize`] to wait for a device).
-    pub fn run(&mut self, b: &B, batch: &Batch) -> Result<()> {
-        self.model.run(batch, Pass::Train)?;
-        self.optim.step(b, self.model.params_mut())?;
+    /// Turns graph capture and replay on or off.
+    pub fn with_graphs(mut self, on: bool) -> Self {
+        self.graphs = on.then(GraphCache::default);
+        self
+    }
+
+    /// Forward and BPTT on `batch`, the optimizer step, and the parametrization's update, with one
+    /// host synchronization (see [`train_iteration`]).
+    pub fn run(&mut self, b: &B, batch: &Batch) -> Result<(BatchStats, StepInfo)> {
+        let (st, info) =
+            train_iteration(b, self.model.as_mut(), &mut self.optim, self.done, batch, self.graphs.as_mut())?;
         self.done += 1;
-        self.model.after_update(self.done)
+        Ok((st, info?))
+    }
+
+    /// Whether the last iteration replayed a captured graph.
+    pub fn replaying(&self) -> bool {
+        self.graphs.as_ref().is_some_and(|g| g.graph.is_some())
     }
 
     /// The model.

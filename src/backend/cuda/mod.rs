@@ -15,6 +15,7 @@ pub mod emu;
 mod gemm;
 pub mod kernels;
 mod lu;
+mod multi;
 mod ops;
 mod recurrent;
 
@@ -124,9 +125,16 @@ pub struct Cuda<D: Driver> {
     /// 32 bytes of device scratch for reductions returned to the host.
     acc: Arc<Mutex<DevAlloc<D>>>,
     arena: Arc<Arena<D>>,
+    ext: Arc<Ext<D>>,
+}
+
+/// State of the recurrence, tally and multi-tensor launch code.
+struct Ext<D: Driver> {
     /// How the recurrence runs, and what the last recurrence ops ran (for `bench`).
-    rec_mode: Arc<Mutex<RecurrenceMode>>,
-    notes: Arc<Mutex<std::collections::BTreeMap<String, String>>>,
+    rec_mode: Mutex<RecurrenceMode>,
+    notes: Mutex<std::collections::BTreeMap<String, String>>,
+    /// The per-iteration readback slots and the multi-tensor optimizer plan.
+    multi: Mutex<multi::MultiState<D>>,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
@@ -135,8 +143,7 @@ impl<D: Driver> Clone for Cuda<D> {
             drv: self.drv.clone(),
             acc: self.acc.clone(),
             arena: self.arena.clone(),
-            rec_mode: self.rec_mode.clone(),
-            notes: self.notes.clone(),
+            ext: self.ext.clone(),
         }
     }
 }
@@ -148,14 +155,18 @@ impl<D: Driver> Cuda<D> {
     /// A backend over `drv`.
     pub fn new(drv: D) -> Result<Self> {
         let drv = Arc::new(drv);
+        let multi = multi::MultiState::new(&drv)?;
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
         Ok(Cuda {
             drv,
             acc: Arc::new(Mutex::new(acc)),
             arena,
-            rec_mode: Arc::new(Mutex::new(RecurrenceMode::default())),
-            notes: Arc::new(Mutex::new(Default::default())),
+            ext: Arc::new(Ext {
+                rec_mode: Mutex::new(RecurrenceMode::default()),
+                notes: Mutex::new(Default::default()),
+                multi: Mutex::new(multi),
+            }),
         })
     }
 

@@ -4,8 +4,8 @@ use super::driver::{Arg, Driver};
 use super::lu::CudaLu;
 use super::{Cuda, CudaBuf, GemmLaunch, act_code};
 use crate::backend::{
-    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, check_act,
-    check_lincomb, check_lstm_bwd, check_lstm_fwd,
+    Act, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, SeqDims, Slice, SliceMut, StepTensor, Tally,
+    TallyValues, check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 
@@ -416,5 +416,45 @@ impl<D: Driver> Backend for Cuda<D> {
 
     fn path_notes(&self) -> Vec<(String, String)> {
         Cuda::path_notes(self)
+    }
+
+    fn tally_reset(&self, slot: Tally) -> Result<()> {
+        self.tally_reset_dev(slot)
+    }
+    fn tally_read(&self) -> Result<TallyValues> {
+        self.tally_read_dev()
+    }
+    fn softmax_xent_tally(
+        &self,
+        logits: Slice<Self>,
+        targets: Slice<Self>,
+        grad: SliceMut<Self>,
+        classes: usize,
+        scale: f32,
+        slot: Tally,
+    ) -> Result<()> {
+        let rows = logits.len / classes.max(1);
+        logits.check("softmax_xent(logits)", rows * classes)?;
+        targets.check("softmax_xent(targets)", rows)?;
+        grad.check("softmax_xent(grad)", rows * classes)?;
+        self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
+        self.softmax_xent_into((Cuda::ptr(&logits), Cuda::ptr(&targets), Cuda::ptr_mut(&grad)), rows, classes, scale, slot)
+    }
+    fn mse_tally(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: f32, slot: Tally) -> Result<()> {
+        target.check("mse(target)", pred.len)?;
+        grad.check("mse(grad)", pred.len)?;
+        self.mse_into((Cuda::ptr(&pred), Cuda::ptr(&target), Cuda::ptr_mut(&grad)), pred.len, scale, slot)
+    }
+    fn clip_and_step(&self, tensors: &mut [StepTensor<'_, Self>], clip: Option<f64>) -> Result<()> {
+        self.clip_and_step_dev(tensors, clip)
+    }
+    fn capture(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<u64>> {
+        self.capture_dev(f).map(Some)
+    }
+    fn replay(&self, graph: u64) -> Result<()> {
+        self.replay_dev(graph)
+    }
+    fn drop_graph(&self, graph: u64) {
+        self.drop_graph_dev(graph)
     }
 }

@@ -49,21 +49,21 @@ struct Plan {
 impl<D: Driver> Cuda<D> {
     /// Chooses the recurrence's implementation (tests and benchmarks compare both).
     pub fn set_recurrence(&self, mode: RecurrenceMode) {
-        *self.rec_mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
+        *self.ext.rec_mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = mode;
     }
 
     /// What the last recurrence ops ran (`"recurrent_forward"`, `"recurrent_backward"` -> path and why).
     pub fn path_notes(&self) -> Vec<(String, String)> {
-        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.ext.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 
     fn note(&self, op: &str, what: String) {
-        self.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(op.to_string(), what);
+        self.ext.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(op.to_string(), what);
     }
 
     /// The persistent launch for `d` and `kind`, or why there is none.
     fn plan(&self, kernel: &str, d: SeqDims, kind: Activation) -> std::result::Result<Plan, String> {
-        if *self.rec_mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == RecurrenceMode::PerStep {
+        if *self.ext.rec_mode.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == RecurrenceMode::PerStep {
             return Err("per-step launches requested".into());
         }
         if d.batch > MAX_BATCH {
