@@ -465,3 +465,68 @@ fn emu_recurrence_paths_match_the_reference() {
         }
     }
 }
+
+/// Whole training iterations under emu against the CPU backend, every model (Adam with clipping that
+/// triggers, so that the multi-tensor step clips, updates and counts Adam's steps on the device), and
+/// replayed graphs against direct iterations bit for bit.
+#[test]
+fn emu_training_iterations_match_cpu_and_replayed_graphs_match_direct_bits() {
+    use ortho_rnn::backend::cpu::Cpu;
+    use ortho_rnn::backend::cuda::Cuda;
+    use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
+    use ortho_rnn::optim::OptimConfig;
+    use ortho_rnn::tasks::Task;
+    use ortho_rnn::tasks::copy::CopyTask;
+    use ortho_rnn::train::bench::Iteration;
+    use ortho_rnn::train::build::{ModelKind, ModelSpec};
+    let task = CopyTask::new(4, 3).unwrap();
+    let opt = OptimConfig {
+        rule: OptimRule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        lr: 1e-2,
+        geo_lr: 1e-2,
+        clip: Some(0.5),
+        weight_decay: 1e-4,
+    };
+    let kinds = [
+        ModelKind::Rnn,
+        ModelKind::Factorized,
+        ModelKind::Orthogonal,
+        ModelKind::Scornn,
+        ModelKind::Exprnn,
+        ModelKind::Dtriv,
+        ModelKind::Lstm,
+    ];
+    for kind in kinds {
+        let mut spec = ModelSpec::of(kind, 8);
+        if kind == ModelKind::Dtriv {
+            spec.k = Some(2);
+        }
+        let cpu = Cpu::<f32>::new(1);
+        let emu = Cuda::new(EmuDriver::with_order(ResumeOrder::Random(9))).unwrap();
+        let emu_direct = Cuda::new(EmuDriver::with_order(ResumeOrder::Random(9))).unwrap();
+        let mut ic = Iteration::new(&cpu, &spec, opt, &task).unwrap();
+        let mut ie = Iteration::new(&emu, &spec, opt, &task).unwrap();
+        let mut id = Iteration::new(&emu_direct, &spec, opt, &task).unwrap().with_graphs(false);
+        for i in 0..4 {
+            let batch = task.train_batch(i, 3).unwrap();
+            let (sc, nc) = ic.run(&cpu, &batch).unwrap();
+            let (se, ne) = ie.run(&emu, &batch).unwrap();
+            let (sd, nd) = id.run(&emu_direct, &batch).unwrap();
+            let what = format!("{kind:?} iteration {i}");
+            assert!((sc.loss - se.loss).abs() <= 1e-4 * sc.loss.abs().max(1.0), "{what}: loss {} vs {}", sc.loss, se.loss);
+            assert!(nc.clipped && ne.clipped, "{what}: clipping at 0.5 must trigger");
+            assert!((nc.grad_norm - ne.grad_norm).abs() <= 1e-4 * nc.grad_norm, "{what}: norm");
+            assert_eq!((se.loss.to_bits(), ne.grad_norm.to_bits()), (sd.loss.to_bits(), nd.grad_norm.to_bits()), "{what}");
+        }
+        let graph_safe = matches!(kind, ModelKind::Rnn | ModelKind::Factorized | ModelKind::Orthogonal);
+        assert_eq!(ie.replaying(), graph_safe, "{kind:?}: graphs replayed");
+        for ((pc, pe), pd) in ic.model().params().iter().zip(ie.model().params()).zip(id.model().params()) {
+            let (c, e, d) = (cpu.download(pc.v()).unwrap(), emu.download(pe.v()).unwrap(), emu_direct.download(pd.v()).unwrap());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&e), bits(&d), "{kind:?} {}: replayed graph and direct iterations differ", pc.name);
+            for (x, y) in c.iter().zip(&e) {
+                assert!((x - y).abs() <= 2e-4 * x.abs().max(1.0), "{kind:?} {}: cpu {x} emu {y}", pc.name);
+            }
+        }
+    }
+}
