@@ -47,7 +47,9 @@ pub fn nvrtc_version() -> Option<(i32, i32)> {
 }
 
 /// Folders holding `cuda_fp16.h`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`, the pip wheel
-/// `nvidia-cuda-runtime-cu12` next to the NVRTC library on `LD_LIBRARY_PATH`, `/usr/local/cuda/include`.
+/// `nvidia-cuda-runtime-cu12` next to the NVRTC library on `LD_LIBRARY_PATH`, `/usr/local/cuda/include`;
+/// and those holding `nv/target` (which `cooperative_groups.h` includes; a toolkit's include folder
+/// has it, the pip wheels bring it in `nvidia-cuda-cccl-cu12`).
 pub fn nvrtc_include_paths() -> Vec<String> {
     let mut cands: Vec<PathBuf> = Vec::new();
     if let Ok(p) = std::env::var("ORTHO_CUDA_INCLUDE") {
@@ -62,13 +64,14 @@ pub fn nvrtc_include_paths() -> Vec<String> {
             let dir = PathBuf::from(dir);
             if let Some(nvidia) = dir.parent().and_then(|p| p.parent()) {
                 cands.push(nvidia.join("cuda_runtime").join("include"));
+                cands.push(nvidia.join("cuda_cccl").join("include"));
             }
         }
     }
     cands.push("/usr/local/cuda/include".into());
     let mut out: Vec<String> = Vec::new();
     for c in cands {
-        if c.join("cuda_fp16.h").exists() {
+        if c.join("cuda_fp16.h").exists() || c.join("nv").join("target").exists() {
             let s = c.to_string_lossy().into_owned();
             if !out.contains(&s) {
                 out.push(s);
