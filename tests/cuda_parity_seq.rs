@@ -422,7 +422,8 @@ fn emu_recurrence_paths_match_the_reference() {
             let (mut dh, mut delta, mut dp) = (up64(&r, &s.dh), r.zeros(s.dh.len()).unwrap(), up64(&r, &s.dparam0));
             let (ws, ps, hs) = (Slice::all(&w), Slice::all(&pre), Slice::all(&h));
             let dparam = Some(SliceMut::all(&mut dp));
-            r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d).unwrap();
+            r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d)
+                .unwrap();
             let (want_delta, want_dp) = (down(&r, &delta), down(&r, &dp));
             let mut mag = vec![0.0f64; want_dp.len()];
             for (i, (&dl, &a)) in want_delta.iter().zip(&want_pre).enumerate() {
@@ -513,15 +514,25 @@ fn emu_training_iterations_match_cpu_and_replayed_graphs_match_direct_bits() {
             let (se, ne) = ie.run(&emu, &batch).unwrap();
             let (sd, nd) = id.run(&emu_direct, &batch).unwrap();
             let what = format!("{kind:?} iteration {i}");
-            assert!((sc.loss - se.loss).abs() <= 1e-4 * sc.loss.abs().max(1.0), "{what}: loss {} vs {}", sc.loss, se.loss);
+            assert!(
+                (sc.loss - se.loss).abs() <= 1e-4 * sc.loss.abs().max(1.0),
+                "{what}: loss {} vs {}",
+                sc.loss,
+                se.loss
+            );
             assert!(nc.clipped && ne.clipped, "{what}: clipping at 0.5 must trigger");
             assert!((nc.grad_norm - ne.grad_norm).abs() <= 1e-4 * nc.grad_norm, "{what}: norm");
-            assert_eq!((se.loss.to_bits(), ne.grad_norm.to_bits()), (sd.loss.to_bits(), nd.grad_norm.to_bits()), "{what}");
+            assert_eq!(
+                (se.loss.to_bits(), ne.grad_norm.to_bits()),
+                (sd.loss.to_bits(), nd.grad_norm.to_bits()),
+                "{what}"
+            );
         }
         let graph_safe = matches!(kind, ModelKind::Rnn | ModelKind::Factorized | ModelKind::Orthogonal);
         assert_eq!(ie.replaying(), graph_safe, "{kind:?}: graphs replayed");
         for ((pc, pe), pd) in ic.model().params().iter().zip(ie.model().params()).zip(id.model().params()) {
-            let (c, e, d) = (cpu.download(pc.v()).unwrap(), emu.download(pe.v()).unwrap(), emu_direct.download(pd.v()).unwrap());
+            let (c, e, d) =
+                (cpu.download(pc.v()).unwrap(), emu.download(pe.v()).unwrap(), emu_direct.download(pd.v()).unwrap());
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&e), bits(&d), "{kind:?} {}: replayed graph and direct iterations differ", pc.name);
             for (x, y) in c.iter().zip(&e) {

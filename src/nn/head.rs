@@ -161,7 +161,11 @@ impl Head {
         };
         match self.loss {
             LossKind::MseLastStep { dim } => {
-                let mut s = BatchStats::from_loss(LossStats { sum: v[Tally::Loss as usize][0], correct: 0, count: batch * dim });
+                let mut s = BatchStats::from_loss(LossStats {
+                    sum: v[Tally::Loss as usize][0],
+                    correct: 0,
+                    count: batch * dim,
+                });
                 s.acc_count = 0;
                 s.correct = 0;
                 s
@@ -174,7 +178,11 @@ impl Head {
                 let total = if split == 0 {
                     acc
                 } else {
-                    LossStats { sum: head.sum + acc.sum, correct: head.correct + acc.correct, count: head.count + acc.count }
+                    LossStats {
+                        sum: head.sum + acc.sum,
+                        correct: head.correct + acc.correct,
+                        count: head.count + acc.count,
+                    }
                 };
                 let mut s = BatchStats::from_loss(total);
                 s.correct = acc.correct;

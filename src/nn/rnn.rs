@@ -342,7 +342,6 @@ impl<B: Backend> Model<B> for Rnn<B> {
         Ok(())
     }
 
-
     fn after_update(&mut self, step: usize) -> Result<()> {
         let (_, tp) = self.params.split_at_mut(self.first_transition);
         self.transition.after_update(&self.b, tp, step)?;

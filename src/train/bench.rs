@@ -150,10 +150,10 @@ pub fn train_iteration<B: Backend>(
     };
     let mut replayed = false;
     if let Some(cache) = graphs.filter(|c| !c.disabled && model.graph_safe()) {
-        if cache.graph.is_some_and(|(k, _)| k != key) {
-            if let Some((_, g)) = cache.graph.take() {
-                b.drop_graph(g);
-            }
+        if cache.graph.is_some_and(|(k, _)| k != key)
+            && let Some((_, g)) = cache.graph.take()
+        {
+            b.drop_graph(g);
         }
         let mut captured_now = false;
         if cache.graph.is_none() && cache.last_direct == Some(key) {

@@ -9,14 +9,7 @@ use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
 const FAMILY: &str = "emu_selftest_grid";
 const SOURCE: &str = include_str!("../../kernels/emu_selftest_grid.cu");
 
-fn run(
-    drv: &EmuDriver,
-    kernel: &str,
-    grid: u32,
-    block: u32,
-    args: &[Arg],
-    cooperative: bool,
-) -> ortho_rnn::Result<()> {
+fn run(drv: &EmuDriver, kernel: &str, grid: u32, block: u32, args: &[Arg], cooperative: bool) -> ortho_rnn::Result<()> {
     let mut packed = PackedArgs::new(args);
     let mut ptrs = packed.pointers();
     let dims = LaunchDims { grid: (grid, 1, 1), block: (block, 1, 1) };
@@ -91,8 +84,12 @@ fn shared_memory_is_per_block_across_grid_barriers() {
     let want_total: f32 = x.iter().sum();
     for order in ResumeOrder::TEST_SET {
         let drv = EmuDriver::with_order(order);
-        let (xb, part, out, total) =
-            (upload(&drv, &x), zeroed::<f32>(&drv, grid as usize), zeroed::<f32>(&drv, grid as usize), zeroed::<f32>(&drv, 1));
+        let (xb, part, out, total) = (
+            upload(&drv, &x),
+            zeroed::<f32>(&drv, grid as usize),
+            zeroed::<f32>(&drv, grid as usize),
+            zeroed::<f32>(&drv, 1),
+        );
         let args = [xb.arg(), part.arg(), out.arg(), total.arg()];
         run(&drv, "selftest_grid_shared_f32", grid, block, &args, true).expect("launch");
         assert_eq!(out.read::<f32>(), (0..grid).map(|b| b as f32).collect::<Vec<_>>(), "{order}");

@@ -414,8 +414,9 @@ impl Driver for CudarcDriver {
         self.bind()?;
         // SAFETY: a loaded function; the kernels use static shared memory only, which the driver counts
         // itself, so no dynamic shared memory is passed.
-        let n = unsafe { dres::occupancy::max_active_block_per_multiprocessor(f.cu_function(), block_threads as i32, 0) }
-            .map_err(|e| derr(&format!("cuOccupancyMaxActiveBlocksPerMultiprocessor({kernel})"), e))?;
+        let n =
+            unsafe { dres::occupancy::max_active_block_per_multiprocessor(f.cu_function(), block_threads as i32, 0) }
+                .map_err(|e| derr(&format!("cuOccupancyMaxActiveBlocksPerMultiprocessor({kernel})"), e))?;
         Ok(n.max(0) as u32)
     }
     unsafe fn launch_cooperative(

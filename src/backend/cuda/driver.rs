@@ -168,8 +168,13 @@ pub trait Driver: Send + Sync + 'static {
     fn counters(&self) -> &Counters;
     /// How many blocks of `kernel` with `block_threads` threads and `shared_bytes` bytes of shared
     /// memory one SM holds at once (`cuOccupancyMaxActiveBlocksPerMultiprocessor` on a GPU).
-    fn max_active_blocks_per_sm(&self, family: &str, kernel: &str, block_threads: u32, shared_bytes: usize)
-    -> Result<u32>;
+    fn max_active_blocks_per_sm(
+        &self,
+        family: &str,
+        kernel: &str,
+        block_threads: u32,
+        shared_bytes: usize,
+    ) -> Result<u32>;
     /// Launches `kernel` cooperatively (`cuLaunchCooperativeKernel`): every block is resident at once and
     /// may wait at the grid-wide barrier. The grid must fit: at most `sm_count` times
     /// [`Driver::max_active_blocks_per_sm`] blocks.

@@ -638,7 +638,7 @@ impl Driver for EmuDriver {
             return Ok(0);
         }
         let by_threads = self.attrs.max_threads_per_sm / block_threads;
-        let by_shared = if shared_bytes == 0 { u32::MAX } else { (SHARED_PER_SM / shared_bytes) as u32 };
+        let by_shared = SHARED_PER_SM.checked_div(shared_bytes).map_or(u32::MAX, |v| v as u32);
         Ok(by_threads.min(by_shared).min(MAX_BLOCKS_PER_SM))
     }
 
@@ -698,4 +698,3 @@ impl Driver for EmuDriver {
         self.graphs.lock().unwrap_or_else(PoisonError::into_inner).remove(&graph.0);
     }
 }
-

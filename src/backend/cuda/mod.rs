@@ -139,12 +139,7 @@ struct Ext<D: Driver> {
 
 impl<D: Driver> Clone for Cuda<D> {
     fn clone(&self) -> Self {
-        Cuda {
-            drv: self.drv.clone(),
-            acc: self.acc.clone(),
-            arena: self.arena.clone(),
-            ext: self.ext.clone(),
-        }
+        Cuda { drv: self.drv.clone(), acc: self.acc.clone(), arena: self.arena.clone(), ext: self.ext.clone() }
     }
 }
 

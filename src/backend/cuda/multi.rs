@@ -17,8 +17,8 @@
 //! step stays valid from one iteration to the next.
 
 use super::driver::{Arg, DevPtr, Driver, GraphId};
-use crate::backend::profile::Profile;
 use super::{Cuda, DevAlloc, Slot, THREADS};
+use crate::backend::profile::Profile;
 use crate::backend::{OptimRule, StepTensor, Tally, TallyValues, clip_and_step_composed};
 use crate::error::{Error, Result};
 
@@ -162,14 +162,8 @@ impl<D: Driver> Cuda<D> {
     pub(crate) fn mse_into(&self, args: (DevPtr, DevPtr, DevPtr), len: usize, scale: f32, slot: Tally) -> Result<()> {
         let (pred, target, grad) = args;
         let acc = self.tally_ptr(slot);
-        let args = [
-            Arg::I64(len as i64),
-            Arg::Ptr(pred),
-            Arg::Ptr(target),
-            Arg::Ptr(grad),
-            Arg::F32(scale),
-            Arg::Ptr(acc),
-        ];
+        let args =
+            [Arg::I64(len as i64), Arg::Ptr(pred), Arg::Ptr(target), Arg::Ptr(grad), Arg::F32(scale), Arg::Ptr(acc)];
         self.launch_1d("loss", "mse_f32", len, &args)
     }
 

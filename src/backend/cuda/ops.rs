@@ -438,9 +438,22 @@ impl<D: Driver> Backend for Cuda<D> {
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
         self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
-        self.softmax_xent_into((Cuda::ptr(&logits), Cuda::ptr(&targets), Cuda::ptr_mut(&grad)), rows, classes, scale, slot)
+        self.softmax_xent_into(
+            (Cuda::ptr(&logits), Cuda::ptr(&targets), Cuda::ptr_mut(&grad)),
+            rows,
+            classes,
+            scale,
+            slot,
+        )
     }
-    fn mse_tally(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: f32, slot: Tally) -> Result<()> {
+    fn mse_tally(
+        &self,
+        pred: Slice<Self>,
+        target: Slice<Self>,
+        grad: SliceMut<Self>,
+        scale: f32,
+        slot: Tally,
+    ) -> Result<()> {
         target.check("mse(target)", pred.len)?;
         grad.check("mse(grad)", pred.len)?;
         self.mse_into((Cuda::ptr(&pred), Cuda::ptr(&target), Cuda::ptr_mut(&grad)), pred.len, scale, slot)

@@ -54,7 +54,13 @@ impl<D: Driver> Cuda<D> {
 
     /// What the last recurrence ops ran (`"recurrent_forward"`, `"recurrent_backward"` -> path and why).
     pub fn path_notes(&self) -> Vec<(String, String)> {
-        self.ext.notes.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.ext
+            .notes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
     }
 
     fn note(&self, op: &str, what: String) {
@@ -238,7 +244,16 @@ impl<D: Driver> Cuda<D> {
                     // dh now holds dL/dh_t for every step; one pass accumulates the parameter gradient
                     // (and rewrites delta with the same values).
                     let h_out = h.sub(bn, d.t * bn);
-                    crate::backend::Backend::act_bwd(self, act, pre, h_out, dh.as_ref(), delta.rb(), Some(dparam), d.n)?;
+                    crate::backend::Backend::act_bwd(
+                        self,
+                        act,
+                        pre,
+                        h_out,
+                        dh.as_ref(),
+                        delta.rb(),
+                        Some(dparam),
+                        d.n,
+                    )?;
                 }
                 Ok(())
             }
