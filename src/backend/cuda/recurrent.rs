@@ -10,8 +10,9 @@
 //! Each block of 256 threads owns `r` hidden units (`r` a power of two, so that every thread keeps one unit
 //! for the parameter gradient; even for OPLU, whose pairs must stay in one block) and keeps their `r (n + 1)`
 //! floats of `W` in static shared memory (46 KiB at most) for all `T` steps. `r` is the smallest power of two
-//! with `B r >= 256` (a thread per output at least) and `ceil(n / r)` blocks co-resident, i.e. at most
-//! `sm_count` times the kernel's occupancy per SM ([`Driver::max_active_blocks_per_sm`]). When no `r` fits
+//! with `ceil(n / r)` blocks co-resident, i.e. at most `sm_count` times the kernel's occupancy per SM
+//! ([`Driver::max_active_blocks_per_sm`]), raised towards `B r >= 256` (a thread per output at least) as
+//! far as the slice fits in shared memory. When no `r` fits
 //! (large `n`), when `B > 256` (per-step GEMMs fill the device), or when told so
 //! ([`Cuda::set_recurrence`]), the per-step path runs instead; [`Cuda::path_notes`] says which ran and why.
 
@@ -84,10 +85,20 @@ impl<D: Driver> Cuda<D> {
         if max_blocks == 0 {
             return Err("the kernel does not fit on an SM".into());
         }
-        let r_min = THREADS.div_ceil(d.batch).next_power_of_two().max(if kind == Activation::Oplu { 2 } else { 1 });
-        let r_cap = d.n.next_power_of_two().max(if kind == Activation::Oplu { 2 } else { 1 });
-        let r = r_min.max(d.n.div_ceil(max_blocks).next_power_of_two()).min(r_cap);
-        if r > THREADS || r * (d.n + 1) > WS_MAX {
+        let even = if kind == Activation::Oplu { 2 } else { 1 };
+        // Preferred: a thread per output at least (B r >= 256); needed: the grid co-resident; possible:
+        // the slice fits in shared memory.
+        let r_min = THREADS.div_ceil(d.batch).next_power_of_two().max(even);
+        let r_need = d.n.div_ceil(max_blocks).next_power_of_two().max(even);
+        let r_fit = (1..=THREADS.trailing_zeros())
+            .map(|e| 1usize << e)
+            .chain(std::iter::once(1))
+            .filter(|&r| r >= even && r * (d.n + 1) <= WS_MAX)
+            .max()
+            .unwrap_or(0);
+        let r_cap = d.n.next_power_of_two().max(even);
+        let r = r_need.max(r_min.min(r_fit)).min(r_cap);
+        if r_fit == 0 || r > r_fit {
             return Err(format!(
                 "W does not fit on chip: {} co-resident blocks ({} SMs x {per_sm}) would need {r} units of {} floats \
                  each, over the {WS_MAX} floats of shared memory per block",
