@@ -124,6 +124,12 @@ enum class BarrierOp : uint8_t { Plain, Count, And, Or };
 int barrier(Site site, BarrierOp op, int pred);
 uint64_t warp_collective(Site site, WarpOp op, unsigned mask, uint64_t value, int arg, int width);
 [[noreturn]] void kernel_fault(Site site, const char* what);
+// The grid-wide barrier of a cooperative launch (cooperative_groups::this_grid().sync()): returns when
+// every live thread of every block of the grid waits at it. Outside a cooperative launch it fails the
+// launch, as the real call is undefined there.
+void grid_barrier(Site site);
+// Whether the running launch is cooperative (grid_group::is_valid()).
+bool grid_is_cooperative();
 
 template <class T>
 inline uint64_t to_bits64(T v) {
@@ -175,6 +181,40 @@ struct SyncWarp {
     ((int)::emu::warp_collective(ORTHO_EMU_SITE, ::emu::WarpOp::Any, mask, (pred) ? 1 : 0, 0, 32))
 #define __all_sync(mask, pred) \
     ((int)::emu::warp_collective(ORTHO_EMU_SITE, ::emu::WarpOp::All, mask, (pred) ? 1 : 0, 0, 32))
+// ---------------------------------------------------------------------------------------------------
+// Cooperative groups: the grid of a cooperative launch. Kernels include <cooperative_groups.h> only
+// under `#ifndef ORTHO_EMU` and call `cooperative_groups::this_grid().sync()` (or through a namespace
+// alias) at each barrier: `this_grid()` is a macro here that records its call site, which is what
+// error messages about a grid barrier name.
+// ---------------------------------------------------------------------------------------------------
+namespace cooperative_groups {
+struct grid_group {
+    ::emu::Site site;
+    void sync() const { ::emu::grid_barrier(site); }
+    bool is_valid() const { return ::emu::grid_is_cooperative(); }
+    unsigned long long num_blocks() const {
+        const dim3 g = ::emu::detail::tl_block->grid_dim;
+        return (unsigned long long)g.x * g.y * g.z;
+    }
+    unsigned long long block_rank() const {
+        const ::emu::detail::BlockPub& b = *::emu::detail::tl_block;
+        return b.block_idx.x + (unsigned long long)b.grid_dim.x * (b.block_idx.y + (unsigned long long)b.grid_dim.y * b.block_idx.z);
+    }
+    unsigned long long num_threads() const {
+        const dim3 d = ::emu::detail::tl_block->block_dim;
+        return num_blocks() * d.x * d.y * d.z;
+    }
+    unsigned long long size() const { return num_threads(); }
+    unsigned long long thread_rank() const {
+        const dim3 d = ::emu::detail::tl_block->block_dim;
+        const uint3 t = ::emu::detail::tl_thread->thread_idx;
+        return block_rank() * d.x * d.y * d.z + t.x + (unsigned long long)d.x * (t.y + (unsigned long long)d.y * t.z);
+    }
+};
+inline grid_group this_grid_at(::emu::Site site) { return grid_group{site}; }
+}  // namespace cooperative_groups
+#define this_grid() this_grid_at(ORTHO_EMU_SITE)
+
 #define __trap() ::emu::kernel_fault(ORTHO_EMU_SITE, "__trap()")
 // A failed device-side assert aborts the launch with an error instead of the process.
 #undef assert

@@ -15,6 +15,19 @@ enum ResumeOrderCode : uint32_t {
     kOrderRandom = 2,    // seeded random permutation at every scheduling point
 };
 
+// LaunchRequest::flags.
+enum LaunchFlags : uint32_t {
+    // A cooperative launch (cuLaunchCooperativeKernel): every block of the grid is alive at once and
+    // may wait at the grid-wide barrier (cooperative_groups::this_grid().sync()).
+    kLaunchCooperative = 1,
+};
+
+// Limits of a cooperative grid the emulator co-schedules (each block runs on its own host thread,
+// each thread of a block is a fiber). The launch code also checks the device's own limit (SM count
+// times blocks per SM) before launching.
+constexpr uint32_t kMaxCoopBlocks = 1024;
+constexpr uint64_t kMaxCoopThreads = 65536;
+
 // One launch, as Rust hands it over. `params[i]` points at argument i (cuLaunchKernel style), whose C
 // type Rust believes has `sizes[i]` bytes.
 struct LaunchRequest {
@@ -24,7 +37,7 @@ struct LaunchRequest {
     const size_t* sizes;
     size_t nparams;
     uint32_t order;  // ResumeOrderCode
-    uint32_t reserved;
+    uint32_t flags;  // kLaunchCooperative
     uint64_t seed;     // for kOrderRandom
     void* pool;        // a WorkerPool from ortho_emu_pool_new, or null: run on the calling thread only
 };

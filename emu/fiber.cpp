@@ -4,6 +4,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -95,12 +96,24 @@ void make_context(Context* ctx, char* lo, char* hi, void (*entry)(void*), void* 
 
 StackPool::~StackPool() {
     if (region_ != nullptr) munmap(region_, count_ * (kStackBytes + page_));
+    release_guards();
+}
+
+namespace {
+constexpr size_t kGuardBudget = 16384;
+std::atomic<size_t> guarded_stacks{0};
+}  // namespace
+
+void StackPool::release_guards() {
+    guarded_stacks.fetch_sub(guarded_);
+    guarded_ = 0;
 }
 
 bool StackPool::reserve(size_t n) {
     if (n <= count_) return true;
     if (page_ == 0) page_ = size_t(sysconf(_SC_PAGESIZE));
     if (region_ != nullptr) munmap(region_, count_ * (kStackBytes + page_));
+    release_guards();
     region_ = nullptr;
     count_ = 0;
     // Grow in steps of 256 stacks so that typical block sizes map once.
@@ -110,8 +123,16 @@ bool StackPool::reserve(size_t n) {
     if (p == MAP_FAILED) return false;
     region_ = static_cast<char*>(p);
     count_ = want;
-    // If mprotect fails (e.g. at the process map-count limit) that stack merely has no guard page.
-    for (size_t i = 0; i < want; ++i) mprotect(region_ + i * (kStackBytes + page_), page_, PROT_NONE);
+    // If mprotect fails (e.g. at the process map-count limit) that stack merely has no guard page. Each
+    // guard splits the mapping (two map entries per stack), so guards stop at a process-wide budget well
+    // under the default limit of 65530 entries: a cooperative grid has thousands of fibers on as many as a
+    // thousand host threads, and other mappings of the process must still succeed.
+    if (guarded_stacks.fetch_add(want) + want <= kGuardBudget) {
+        for (size_t i = 0; i < want; ++i) mprotect(region_ + i * (kStackBytes + page_), page_, PROT_NONE);
+        guarded_ = want;
+    } else {
+        guarded_stacks.fetch_sub(want);
+    }
     return true;
 }
 

@@ -49,7 +49,9 @@ public:
     char* hi(size_t i) const;  // one past the highest
 
 private:
+    void release_guards();
     char* region_ = nullptr;
+    size_t guarded_ = 0;  // stacks of this pool with a guard page (counted in a process-wide budget)
     size_t count_ = 0;
     size_t page_ = 0;
 };

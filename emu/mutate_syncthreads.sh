@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Mutation check of the emu parity tests: deletes each `__syncthreads()` of kernels/ in turn (in a
-# scratch copy of the repository), rebuilds, runs the emulated parity tests, and reports whether a
-# test failed. Every deletion should be caught ("killed"); a "SURVIVED" line is a barrier that no
+# Mutation check of the emu parity tests: deletes each `__syncthreads()` and each grid-wide barrier
+# (`this_grid().sync()`) of kernels/ in turn (in a scratch copy of the repository), rebuilds, runs the
+# emulated parity tests, and reports whether a test failed. Every deletion should be caught
+# ("killed"); a "SURVIVED" line is a barrier that no
 # test depends on: either it is unneeded, or a test is missing.
 #
 #   emu/mutate_syncthreads.sh [SCRATCH_DIR]     (default: /tmp/ortho-rnn-mutation)
@@ -36,15 +37,18 @@ cargo test -q "${tests[@]}" -- "$filter" >"$scratch/baseline.log" 2>&1 || {
 
 survived=0
 total=0
-# Sites: file:line of every __syncthreads() call outside comments and the harness self-test.
-mapfile -t sites < <(grep -n "__syncthreads()" kernels/*.cu kernels/*.cuh | grep -v "emu_selftest" |
-    awk -F: '{ code = $0; sub(/^[^:]*:[^:]*:/, "", code); sub(/\/\/.*/, "", code); if (code ~ /__syncthreads\(\)/) print $1 ":" $2 }')
+# Sites: file:line of every __syncthreads() and every grid barrier (this_grid().sync()) outside comments
+# and the harness self-tests.
+mapfile -t sites < <(grep -nE "__syncthreads\(\)|this_grid\(\)\.sync\(\)" kernels/*.cu kernels/*.cuh |
+    grep -v "emu_selftest" |
+    awk -F: '{ code = $0; sub(/^[^:]*:[^:]*:/, "", code); sub(/\/\/.*/, "", code);
+               if (code ~ /__syncthreads\(\)|this_grid\(\)\.sync\(\)/) print $1 ":" $2 }')
 for site in "${sites[@]}"; do
     file="${site%%:*}"
     line="${site##*:}"
     total=$((total + 1))
     cp "$file" "$file.orig"
-    sed -i "${line}s/__syncthreads();/\/* mutation: barrier deleted *\//" "$file"
+    sed -i -E "${line}s/(__syncthreads\(\)|[A-Za-z_:]*this_grid\(\)\.sync\(\));/\/* mutation: barrier deleted *\//" "$file"
     if timeout 1200 cargo test -q "${tests[@]}" -- "$filter" >"$scratch/mutant.log" 2>&1; then
         echo "SURVIVED $site: no test failed without this barrier"
         survived=$((survived + 1))

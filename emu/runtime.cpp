@@ -5,11 +5,24 @@
 // of the block waits at it (exited threads count as arrived). A round that ends with nothing runnable
 // and no barrier that can complete is a divergent barrier, a partial-warp collective or a deadlock;
 // the launch then fails with the source lines involved.
+//
+// Cooperative launches (LaunchRequest::flags & kLaunchCooperative): every block of the grid is alive
+// at once. Each block runs on its own host thread (so that its `__shared__` variables, which are
+// thread_local, are its own), but only one runs at a time: a coordinator (the launching thread) gives
+// a turn to each block that can progress, in the launch's resume order across blocks. On its turn a
+// block runs one round of its fibers (in order: blocks advance in lockstep), or until its next grid
+// barrier or exit (reversed), or a random one of those or 2-3 rounds (random orders): blocks also
+// drift apart between grid barriers, so a missing grid barrier shows. A block whose live threads all
+// wait at the grid barrier is parked; when every block is parked (exited threads count as arrived),
+// the barrier opens. A block that exits entirely while others wait at a grid barrier, grid barriers
+// at different source lines, and threads of one block split between __syncthreads and the grid
+// barrier are errors.
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdarg>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -59,7 +72,7 @@ uint64_t splitmix64(uint64_t& state) {
     return z ^ (z >> 31);
 }
 
-enum class State : uint8_t { Ready, Barrier, Warp, Exited, Failed };
+enum class State : uint8_t { Ready, Barrier, Warp, Grid, Exited, Failed };
 
 struct Fiber {
     detail::ThreadPub pub;  // threadIdx
@@ -96,6 +109,7 @@ struct Worker {
     Site bar_site{};
     bool bar_mixed = false;
     // The kernel.
+    const LaunchRequest* req = nullptr;
     void (*body)(const void*) = nullptr;
     const void* args = nullptr;
     Fiber* current = nullptr;
@@ -103,6 +117,10 @@ struct Worker {
     uint64_t rng = 0;
     bool failed = false;
     std::string error;
+    // Cooperative launches: threads waiting at the grid barrier, and where.
+    bool cooperative = false;
+    uint32_t at_grid = 0;
+    Site grid_site{};
 };
 
 __thread Worker* tl_worker = nullptr;
@@ -222,8 +240,11 @@ std::string missing_lane(Worker& w, uint32_t warp) {
     return "no lane is missing";
 }
 
-// Called when a round ends with nothing runnable. Releases a complete barrier, or fails the block.
-bool resolve(Worker& w) {
+enum class Resolve { Released, Parked, Failed };
+
+// Called when a round ends with nothing runnable. Releases a complete barrier, reports a block whose
+// live threads all wait at the grid barrier as parked, or fails the block.
+Resolve resolve_block(Worker& w) {
     for (uint32_t warp = 0; warp < w.warps.size(); ++warp) {
         const WarpSlot& ws = w.warps[warp];
         if (ws.arrived == 0) continue;
@@ -232,13 +253,34 @@ bool resolve(Worker& w) {
                          idx3(w.block.block_idx).c_str(), warp_op_name(ws.op), where(ws.site).c_str(), ws.arrived,
                          warp) +
                   missing_lane(w, warp);
-        return false;
+        return Resolve::Failed;
+    }
+    if (w.at_grid > 0) {
+        if (w.at_barrier == 0 && w.at_grid == w.live) return Resolve::Parked;
+        const Fiber* a = nullptr;
+        const Fiber* b = nullptr;
+        for (uint32_t i = 0; i < w.n; ++i) {
+            const Fiber& f = w.fibers[i];
+            if (f.state == State::Grid && a == nullptr) a = &f;
+            if (f.state == State::Barrier && b == nullptr) b = &f;
+        }
+        w.failed = true;
+        if (a != nullptr && b != nullptr) {
+            w.error = format("block %s: deadlock: thread %s waits at the grid barrier at %s but thread %s waits at "
+                             "__syncthreads at %s",
+                             idx3(w.block.block_idx).c_str(), idx3(a->pub.thread_idx).c_str(), where(a->site).c_str(),
+                             idx3(b->pub.thread_idx).c_str(), where(b->site).c_str());
+        } else {
+            w.error = format("block %s: internal scheduler error: %u at the grid barrier, %u at __syncthreads, %u live",
+                             idx3(w.block.block_idx).c_str(), w.at_grid, w.at_barrier, w.live);
+        }
+        return Resolve::Failed;
     }
     if (w.at_barrier != w.live) {
         w.failed = true;
         w.error = format("block %s: internal scheduler error: %u of %u live threads at the barrier",
                          idx3(w.block.block_idx).c_str(), w.at_barrier, w.live);
-        return false;
+        return Resolve::Failed;
     }
     if (w.bar_mixed) {
         const Fiber& a = w.fibers[w.bar_first];
@@ -247,7 +289,7 @@ bool resolve(Worker& w) {
         w.error = format("block %s: divergent __syncthreads: thread %s waits at %s but thread %s waits at %s",
                          idx3(w.block.block_idx).c_str(), idx3(a.pub.thread_idx).c_str(), where(a.site).c_str(),
                          idx3(b.pub.thread_idx).c_str(), where(b.site).c_str());
-        return false;
+        return Resolve::Failed;
     }
     const uint64_t result = uint64_t(w.bar_count) | (uint64_t(w.bar_count == w.at_barrier) << 32);
     for (uint32_t i = 0; i < w.n; ++i) {
@@ -259,7 +301,16 @@ bool resolve(Worker& w) {
     w.at_barrier = 0;
     w.bar_count = 0;
     w.bar_mixed = false;
-    return true;
+    return Resolve::Released;
+}
+
+// Opens the grid barrier for a parked block: its waiting threads become runnable.
+void release_grid(Worker& w) {
+    for (uint32_t i = 0; i < w.n; ++i) {
+        Fiber& f = w.fibers[i];
+        if (f.state == State::Grid) make_ready(w, f);
+    }
+    w.at_grid = 0;
 }
 
 // Collects the runnable fibers in this launch's resume order.
@@ -279,8 +330,8 @@ void plan_round(Worker& w) {
     w.nready = 0;
 }
 
-// Runs one block to completion; false (with w.error set) if it failed.
-bool run_block(Worker& w) {
+// Prepares the fibers of block w.block.block_idx (all runnable, fresh contexts).
+void begin_block(Worker& w) {
     const dim3 bd = w.block.block_dim;
     w.live = w.n;
     w.warp_multiple = w.n % kWarp == 0;
@@ -288,6 +339,7 @@ bool run_block(Worker& w) {
     w.ready.assign(w.n, 1);
     w.nready = w.n;
     w.at_barrier = w.bar_count = 0;
+    w.at_grid = 0;
     w.bar_mixed = false;
     w.failed = false;
     for (uint32_t i = 0; i < w.n; ++i) {
@@ -299,20 +351,46 @@ bool run_block(Worker& w) {
         // hundreds of fibers would compete for the same few cache sets.
         make_context(&f.ctx, w.stacks.lo(i), w.stacks.hi(i) - 64 * (i % 64), &fiber_entry, &f);
     }
+}
+
+enum class Step { Progress, Parked, Done, Failed };
+
+// Runs one round of the block's runnable fibers (releasing a complete __syncthreads first when
+// nothing is runnable) and says where the block stands.
+Step step_block(Worker& w) {
     detail::tl_block = &w.block;
-    for (;;) {
-        if (w.nready == 0) {
-            if (w.live == 0) return true;
-            if (!resolve(w)) return false;
+    if (w.nready == 0) {
+        if (w.live == 0) return Step::Done;
+        switch (resolve_block(w)) {
+            case Resolve::Failed: return Step::Failed;
+            case Resolve::Parked: return Step::Parked;
+            case Resolve::Released: break;
         }
-        plan_round(w);
-        // Each fiber of the round hands over to the next (yield); the last one switches back here.
-        Fiber& first = w.fibers[w.round[0]];
-        w.round_pos = 1;
-        w.current = &first;
-        detail::tl_thread = &first.pub;
-        switch_context(&w.sched, &first.ctx);
-        if (w.failed) return false;
+    }
+    plan_round(w);
+    // Each fiber of the round hands over to the next (yield); the last one switches back here.
+    Fiber& first = w.fibers[w.round[0]];
+    w.round_pos = 1;
+    w.current = &first;
+    detail::tl_thread = &first.pub;
+    switch_context(&w.sched, &first.ctx);
+    if (w.failed) return Step::Failed;
+    if (w.nready == 0 && w.live == 0) return Step::Done;
+    return Step::Progress;
+}
+
+// Runs one block to completion; false (with w.error set) if it failed.
+bool run_block(Worker& w) {
+    begin_block(w);
+    for (;;) {
+        switch (step_block(w)) {
+            case Step::Done: return true;
+            case Step::Failed: return false;
+            case Step::Parked:  // a grid barrier outside a cooperative launch fails at the call
+                w.error = "internal scheduler error: a block parked at a grid barrier in a plain launch";
+                return false;
+            case Step::Progress: break;
+        }
     }
 }
 
@@ -351,23 +429,44 @@ struct GridJob {
     }
 };
 
+Worker& this_worker() {
+    thread_local Worker worker;
+    return worker;
+}
+
+// Sets up the calling thread's worker for the launch of `job`; false if fiber stacks cannot be mapped.
+bool prepare_worker(Worker& w, const GridJob& job) {
+    const LaunchRequest& r = *job.req;
+    w.n = r.block[0] * r.block[1] * r.block[2];
+    if (!w.stacks.reserve(w.n)) return false;
+    if (w.fibers.size() < w.n) w.fibers.resize(w.n);
+    w.req = job.req;
+    w.body = job.body;
+    w.args = job.args;
+    w.order = r.order;
+    w.cooperative = (r.flags & kLaunchCooperative) != 0;
+    w.block.block_dim = dim3(r.block[0], r.block[1], r.block[2]);
+    w.block.grid_dim = dim3(r.grid[0], r.grid[1], r.grid[2]);
+    return true;
+}
+
+// Selects linear block `b` of the launch and seeds its random resume order.
+void seed_block(Worker& w, uint64_t b) {
+    const LaunchRequest& r = *w.req;
+    w.block.block_idx = uint3{uint32_t(b % r.grid[0]), uint32_t(b / r.grid[0] % r.grid[1]),
+                              uint32_t(b / (uint64_t(r.grid[0]) * r.grid[1]))};
+    uint64_t seed = r.seed ^ (b * 0xD1B54A32D192ED03ull);
+    w.rng = splitmix64(seed);
+}
+
 // Claims and runs blocks of `job` on the calling thread until none are left or one failed.
 void run_worker(GridJob& job) {
     try {
-        thread_local Worker worker;
-        Worker& w = worker;
-        const LaunchRequest& r = *job.req;
-        w.n = r.block[0] * r.block[1] * r.block[2];
-        if (!w.stacks.reserve(w.n)) {
+        Worker& w = this_worker();
+        if (!prepare_worker(w, job)) {
             job.record("could not map fiber stacks");
             return;
         }
-        if (w.fibers.size() < w.n) w.fibers.resize(w.n);
-        w.body = job.body;
-        w.args = job.args;
-        w.order = r.order;
-        w.block.block_dim = dim3(r.block[0], r.block[1], r.block[2]);
-        w.block.grid_dim = dim3(r.grid[0], r.grid[1], r.grid[2]);
         Worker* saved = tl_worker;
         tl_worker = &w;
         for (;;) {
@@ -375,10 +474,7 @@ void run_worker(GridJob& job) {
             const uint64_t i = job.next.fetch_add(1);
             if (i >= job.nblocks) break;
             const uint64_t b = job.block_at(i);
-            w.block.block_idx = uint3{uint32_t(b % r.grid[0]), uint32_t(b / r.grid[0] % r.grid[1]),
-                                      uint32_t(b / (uint64_t(r.grid[0]) * r.grid[1]))};
-            uint64_t seed = r.seed ^ (b * 0xD1B54A32D192ED03ull);
-            w.rng = splitmix64(seed);
+            seed_block(w, b);
             if (!run_block(w)) {
                 job.record(w.error);
                 break;
@@ -473,6 +569,33 @@ void kernel_fault(Site site, const char* what) {
     fail(w, *w.current, format("%s at %s", what, where(site).c_str()));
 }
 
+bool grid_is_cooperative() { return current_worker().cooperative; }
+
+void grid_barrier(Site site) {
+    Worker& w = current_worker();
+    Fiber& f = *w.current;
+    if (!w.cooperative) {
+        fail(w, f, format("grid barrier (this_grid().sync()) at %s in a launch that is not cooperative: launch the "
+                          "kernel with cuLaunchCooperativeKernel (Driver::launch_cooperative)",
+                          where(site).c_str()));
+    }
+    const WarpSlot& ws = w.warps[f.linear / kWarp];
+    if (ws.arrived > 0) {
+        fail(w, f, format("deadlock: waits at the grid barrier at %s while %u lanes of its warp wait at %s at %s",
+                          where(site).c_str(), ws.arrived, warp_op_name(ws.op), where(ws.site).c_str()));
+    }
+    if (w.at_grid == 0) {
+        w.grid_site = site;
+    } else if (!same_site(w.grid_site, site)) {
+        fail(w, f, format("divergent grid barriers: this thread waits at %s, others of its block at %s",
+                          where(site).c_str(), where(w.grid_site).c_str()));
+    }
+    f.state = State::Grid;
+    f.site = site;
+    ++w.at_grid;
+    yield(w, f);
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Worker pool: helper threads that run blocks of a grid beside the launching thread.
 // ---------------------------------------------------------------------------------------------------
@@ -532,6 +655,189 @@ private:
     std::vector<std::thread> threads_;
 };
 
+
+// ---------------------------------------------------------------------------------------------------
+// Cooperative grids: one host thread per block, one block running at a time (see the file comment).
+// ---------------------------------------------------------------------------------------------------
+class CoopPool {
+public:
+    ~CoopPool() {
+        {
+            std::lock_guard<std::mutex> lk(mu_);
+            for (auto& t : threads_) t->cmd = kStop;
+        }
+        for (auto& t : threads_) t->cv.notify_all();
+        for (auto& t : threads_) t->thread.join();
+    }
+
+    // Runs the cooperative grid of `job`; returns an error message, empty on success.
+    std::string run(GridJob& job) {
+        std::lock_guard<std::mutex> one_at_a_time(launch_mu_);
+        const uint64_t nb = job.nblocks;
+        while (threads_.size() < nb) add_thread();
+        job_ = &job;
+        // Begin every block on its own thread.
+        for (uint64_t b = 0; b < nb; ++b) {
+            std::string err = command(b, kBegin, 0);
+            if (!err.empty()) return err;
+        }
+        std::vector<Step> status(nb, Step::Progress);
+        std::vector<uint64_t> order;
+        order.reserve(nb);
+        uint64_t rng = job.req->seed ^ 0xC00FE12Aull;
+        uint64_t barriers = 0;
+        for (;;) {
+            order.clear();
+            for (uint64_t b = 0; b < nb; ++b)
+                if (status[b] == Step::Progress) order.push_back(b);
+            if (order.empty()) {
+                uint64_t parked = 0, done = 0;
+                for (Step st : status) {
+                    parked += st == Step::Parked ? 1 : 0;
+                    done += st == Step::Done ? 1 : 0;
+                }
+                if (done == nb) return std::string();
+                Worker* first = nullptr;
+                for (uint64_t b = 0; b < nb; ++b) {
+                    Worker& w = *threads_[b]->worker;
+                    if (status[b] != Step::Parked) continue;
+                    if (first == nullptr) {
+                        first = &w;
+                    } else if (!same_site(first->grid_site, w.grid_site)) {
+                        return format("divergent grid barriers: block %s waits at %s but block %s waits at %s",
+                                      idx3(first->block.block_idx).c_str(), where(first->grid_site).c_str(),
+                                      idx3(w.block.block_idx).c_str(), where(w.grid_site).c_str());
+                    }
+                }
+                if (done > 0) {
+                    for (uint64_t b = 0; b < nb; ++b) {
+                        if (status[b] != Step::Done) continue;
+                        Worker& w = *threads_[b]->worker;
+                        return format("deadlock: block %s exited while %llu blocks wait at the grid barrier at %s "
+                                      "(every block must reach every grid barrier)",
+                                      idx3(w.block.block_idx).c_str(), (unsigned long long)parked,
+                                      where(first->grid_site).c_str());
+                    }
+                }
+                ++barriers;
+                for (uint64_t b = 0; b < nb; ++b) {
+                    release_grid(*threads_[b]->worker);
+                    status[b] = Step::Progress;
+                }
+                continue;
+            }
+            if (job.req->order == kOrderReversed) {
+                std::reverse(order.begin(), order.end());
+            } else if (job.req->order == kOrderRandom) {
+                for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[splitmix64(rng) % i]);
+            }
+            for (uint64_t b : order) {
+                // How far the block runs on this turn: one round (lockstep) in order, up to its next grid
+                // barrier or exit when reversed, and a random choice of the two (or 2-3 rounds) in random
+                // orders, so that blocks also drift apart between grid barriers and a missing one shows.
+                uint32_t rounds = 1;
+                if (job.req->order == kOrderReversed) {
+                    rounds = 0;
+                } else if (job.req->order == kOrderRandom) {
+                    const uint64_t r = splitmix64(rng) % 4;
+                    rounds = r == 0 ? 0 : uint32_t(r);
+                }
+                std::string err = command(b, kStep, rounds);
+                if (!err.empty()) return err;
+                status[b] = threads_[b]->last;
+            }
+        }
+    }
+
+private:
+    enum Cmd { kIdle, kBegin, kStep, kStop };
+    struct BlockThread {
+        std::thread thread;
+        std::condition_variable cv;
+        Cmd cmd = kIdle;
+        uint32_t rounds = 1;
+        uint64_t block = 0;
+        Step last = Step::Progress;
+        std::string error;
+        Worker* worker = nullptr;
+    };
+
+    void add_thread() {
+        auto t = std::make_unique<BlockThread>();
+        BlockThread* bt = t.get();
+        bt->block = threads_.size();
+        bt->thread = std::thread([this, bt] { loop(*bt); });
+        threads_.push_back(std::move(t));
+    }
+
+    // Hands block `b` one command and waits for it to finish; returns its error, if any.
+    // `rounds`: for kStep, the most rounds to run (0: until the block parks, exits or fails).
+    std::string command(uint64_t b, Cmd c, uint32_t rounds) {
+        BlockThread& t = *threads_[b];
+        std::unique_lock<std::mutex> lk(mu_);
+        t.cmd = c;
+        t.rounds = rounds;
+        t.cv.notify_one();
+        done_.wait(lk, [&] { return t.cmd == kIdle; });
+        return t.last == Step::Failed ? t.error : std::string();
+    }
+
+    void loop(BlockThread& t) {
+        Worker& w = this_worker();
+        t.worker = &w;
+        for (;;) {
+            Cmd c;
+            {
+                std::unique_lock<std::mutex> lk(mu_);
+                t.cv.wait(lk, [&] { return t.cmd != kIdle; });
+                c = t.cmd;
+            }
+            if (c == kStop) return;
+            tl_worker = &w;
+            try {
+                if (c == kBegin) {
+                    t.error.clear();
+                    if (!prepare_worker(w, *job_)) {
+                        t.last = Step::Failed;
+                        t.error = "could not map fiber stacks";
+                    } else {
+                        seed_block(w, t.block);
+                        begin_block(w);
+                        t.last = Step::Progress;
+                    }
+                } else {
+                    for (uint32_t k = 0; t.rounds == 0 || k < t.rounds; ++k) {
+                        t.last = step_block(w);
+                        if (t.last != Step::Progress) break;
+                    }
+                    if (t.last == Step::Failed) t.error = w.error;
+                }
+            } catch (const std::exception& e) {
+                t.last = Step::Failed;
+                t.error = std::string("internal error: ") + e.what();
+            }
+            tl_worker = nullptr;
+            detail::tl_thread = nullptr;
+            detail::tl_block = nullptr;
+            {
+                std::lock_guard<std::mutex> lk(mu_);
+                t.cmd = kIdle;
+            }
+            done_.notify_all();
+        }
+    }
+
+    std::mutex launch_mu_, mu_;
+    std::condition_variable done_;
+    GridJob* job_ = nullptr;
+    std::vector<std::unique_ptr<BlockThread>> threads_;
+};
+
+CoopPool& coop_pool() {
+    static CoopPool pool;
+    return pool;
+}
+
 int run_grid(const KernelInfo* info, const LaunchRequest* req, void (*body)(const void*), const void* args,
              char* err, size_t cap) {
     const uint32_t *g = req->grid, *b = req->block;
@@ -555,6 +861,22 @@ int run_grid(const KernelInfo* info, const LaunchRequest* req, void (*body)(cons
     uint64_t s = req->seed;
     job.perm_mul = splitmix64(s) | 1;
     job.perm_add = splitmix64(s);
+    if ((req->flags & kLaunchCooperative) != 0) {
+        if (job.nblocks > kMaxCoopBlocks || job.nblocks * threads > kMaxCoopThreads) {
+            snprintf(err, cap,
+                     "kernel %s: a cooperative grid of %llu blocks of %llu threads is larger than the emulator "
+                     "co-schedules (at most %u blocks and %llu threads in all): launch fewer blocks",
+                     info->name, (unsigned long long)job.nblocks, (unsigned long long)threads, kMaxCoopBlocks,
+                     (unsigned long long)kMaxCoopThreads);
+            return 1;
+        }
+        std::string e = coop_pool().run(job);
+        if (!e.empty()) {
+            snprintf(err, cap, "%s", e.c_str());
+            return 1;
+        }
+        return 0;
+    }
     if (req->pool != nullptr) {
         static_cast<WorkerPool*>(req->pool)->run(job);
     } else {

@@ -427,3 +427,157 @@ fn recurrence<B: Backend<Elem = f32>>(t: &Dut<B>) {
 
 parity_tests!(lu_solves, lu_singular, optim_steps, lstm_cell, recurrence);
 parity_tests_tc!(recurrence);
+
+/// The persistent cooperative recurrence and the per-step path under emu: several SM counts (so that the
+/// grid has one or many blocks, or cannot hold `W` on chip and falls back), odd and even `n`, every
+/// activation with its parameter gradient, every resume order; the path that ran is checked by name.
+#[test]
+fn emu_recurrence_paths_match_the_reference() {
+    use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
+    use ortho_rnn::backend::cuda::{Cuda, RecurrenceMode};
+    let r = refb();
+    // (T, B, n, SMs, persistent expected)
+    let cases = [
+        (4usize, 64usize, 37usize, 132u32, true),
+        (3, 64, 40, 2, true),
+        (3, 5, 38, 1, true),
+        (2, 64, 200, 1, false), // 4 co-resident blocks would need 64 units of 201 floats each
+    ];
+    for (ci, &(t, batch, n, sms, persistent)) in cases.iter().enumerate() {
+        let d = dims(t, batch, n);
+        for (ki, kind) in Activation::ALL.into_iter().enumerate() {
+            if kind == Activation::Oplu && n % 2 == 1 {
+                continue;
+            }
+            let s = seq_data(kind, d, 7000 + 100 * ci as u64 + 10 * ki as u64);
+            let refp = up64(&r, &s.param);
+            let ract = Act { kind, param: (!s.param.is_empty()).then(|| Slice::all(&refp)) };
+            let w = up64(&r, &s.w);
+            let (mut pre, mut h) = (up64(&r, &s.pre), up64(&r, &s.h));
+            r.recurrent_forward(Slice::all(&w), ract, SliceMut::all(&mut pre), SliceMut::all(&mut h), d).unwrap();
+            let (want_pre, want_h) = (down(&r, &pre), down(&r, &h));
+            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+            let (pre32, h32) = (f32s(&want_pre), f32s(&want_h));
+            let (pre, h) = (up64(&r, &pre32), up64(&r, &h32));
+            let (mut dh, mut delta, mut dp) = (up64(&r, &s.dh), r.zeros(s.dh.len()).unwrap(), up64(&r, &s.dparam0));
+            let (ws, ps, hs) = (Slice::all(&w), Slice::all(&pre), Slice::all(&h));
+            let dparam = Some(SliceMut::all(&mut dp));
+            r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d)
+                .unwrap();
+            let (want_delta, want_dp) = (down(&r, &delta), down(&r, &dp));
+            let mut mag = vec![0.0f64; want_dp.len()];
+            for (i, (&dl, &a)) in want_delta.iter().zip(&want_pre).enumerate() {
+                match kind {
+                    Activation::Prelu if a <= 0.0 => mag[0] += (dl * a).abs() / 0.25,
+                    Activation::Modrelu => mag[i % d.n] += dl.abs(),
+                    _ => {}
+                }
+            }
+            let tol = |want: &[f64]| {
+                let m = max_abs(want);
+                move |v: f64| (2e-6 * (n as f64).sqrt() + 2e-5) * t as f64 * m + 1e-5 * v.abs()
+            };
+            let orders = if ci == 0 { &ResumeOrder::TEST_SET[..] } else { &ResumeOrder::TEST_SET[..3] };
+            for &order in orders {
+                let dev = Cuda::new(EmuDriver::with_order(order).with_sm_count(sms).unwrap()).unwrap();
+                let what = format!("{kind:?} {d:?} {sms} SMs {order}");
+                let [got_pre, got_h, got_delta, got_dp] = run_seq(&dev, kind, d, &s, Some((&pre32, &h32)), true);
+                let notes = dev.path_notes();
+                for (op, path) in &notes {
+                    assert_eq!(path.starts_with("persistent"), persistent, "{what}: {op} ran {path}");
+                }
+                assert_eq!(notes.len(), 2, "{what}: {notes:?}");
+                let tp = tol(&want_pre);
+                check(&format!("{what}: pre"), &got_pre, &want_pre, |i| tp(want_pre[i]));
+                let th = tol(&want_h);
+                check(&format!("{what}: h"), &got_h, &want_h, |i| th(want_h[i]));
+                let td = tol(&want_delta);
+                check(&format!("{what}: delta"), &got_delta, &want_delta, |i| td(want_delta[i]));
+                check(&format!("{what}: dparam"), &got_dp, &want_dp, |i| 1e-5 * mag[i] + 1e-6);
+                if ci == 1 && order == ResumeOrder::InOrder {
+                    // The same case forced onto the per-step path agrees too.
+                    dev.set_recurrence(RecurrenceMode::PerStep);
+                    let [_, got_h2, got_delta2, _] = run_seq(&dev, kind, d, &s, Some((&pre32, &h32)), true);
+                    assert!(dev.path_notes().iter().all(|(_, p)| p.starts_with("per-step")));
+                    check(&format!("{what} per-step: h"), &got_h2, &want_h, |i| th(want_h[i]));
+                    check(&format!("{what} per-step: delta"), &got_delta2, &want_delta, |i| td(want_delta[i]));
+                }
+            }
+        }
+    }
+}
+
+/// Whole training iterations under emu against the CPU backend, every model (Adam with clipping that
+/// triggers, so that the multi-tensor step clips, updates and counts Adam's steps on the device), and
+/// replayed graphs against direct iterations bit for bit.
+#[test]
+fn emu_training_iterations_match_cpu_and_replayed_graphs_match_direct_bits() {
+    use ortho_rnn::backend::cpu::Cpu;
+    use ortho_rnn::backend::cuda::Cuda;
+    use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
+    use ortho_rnn::optim::OptimConfig;
+    use ortho_rnn::tasks::Task;
+    use ortho_rnn::tasks::copy::CopyTask;
+    use ortho_rnn::train::bench::Iteration;
+    use ortho_rnn::train::build::{ModelKind, ModelSpec};
+    let task = CopyTask::new(4, 3).unwrap();
+    let opt = OptimConfig {
+        rule: OptimRule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 },
+        lr: 1e-2,
+        geo_lr: 1e-2,
+        clip: Some(0.5),
+        weight_decay: 1e-4,
+    };
+    let kinds = [
+        ModelKind::Rnn,
+        ModelKind::Factorized,
+        ModelKind::Orthogonal,
+        ModelKind::Scornn,
+        ModelKind::Exprnn,
+        ModelKind::Dtriv,
+        ModelKind::Lstm,
+    ];
+    for kind in kinds {
+        let mut spec = ModelSpec::of(kind, 8);
+        if kind == ModelKind::Dtriv {
+            spec.k = Some(2);
+        }
+        let cpu = Cpu::<f32>::new(1);
+        let emu = Cuda::new(EmuDriver::with_order(ResumeOrder::Random(9))).unwrap();
+        let emu_direct = Cuda::new(EmuDriver::with_order(ResumeOrder::Random(9))).unwrap();
+        let mut ic = Iteration::new(&cpu, &spec, opt, &task).unwrap();
+        let mut ie = Iteration::new(&emu, &spec, opt, &task).unwrap();
+        let mut id = Iteration::new(&emu_direct, &spec, opt, &task).unwrap().with_graphs(false);
+        for i in 0..4 {
+            let batch = task.train_batch(i, 3).unwrap();
+            let (sc, nc) = ic.run(&cpu, &batch).unwrap();
+            let (se, ne) = ie.run(&emu, &batch).unwrap();
+            let (sd, nd) = id.run(&emu_direct, &batch).unwrap();
+            let what = format!("{kind:?} iteration {i}");
+            assert!(
+                (sc.loss - se.loss).abs() <= 1e-4 * sc.loss.abs().max(1.0),
+                "{what}: loss {} vs {}",
+                sc.loss,
+                se.loss
+            );
+            assert!(nc.clipped && ne.clipped, "{what}: clipping at 0.5 must trigger");
+            assert!((nc.grad_norm - ne.grad_norm).abs() <= 1e-4 * nc.grad_norm, "{what}: norm");
+            assert_eq!(
+                (se.loss.to_bits(), ne.grad_norm.to_bits()),
+                (sd.loss.to_bits(), nd.grad_norm.to_bits()),
+                "{what}"
+            );
+        }
+        let graph_safe = matches!(kind, ModelKind::Rnn | ModelKind::Factorized | ModelKind::Orthogonal);
+        assert_eq!(ie.replaying(), graph_safe, "{kind:?}: graphs replayed");
+        for ((pc, pe), pd) in ic.model().params().iter().zip(ie.model().params()).zip(id.model().params()) {
+            let (c, e, d) =
+                (cpu.download(pc.v()).unwrap(), emu.download(pe.v()).unwrap(), emu_direct.download(pd.v()).unwrap());
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&e), bits(&d), "{kind:?} {}: replayed graph and direct iterations differ", pc.name);
+            for (x, y) in c.iter().zip(&e) {
+                assert!((x - y).abs() <= 2e-4 * x.abs().max(1.0), "{kind:?} {}: cpu {x} emu {y}", pc.name);
+            }
+        }
+    }
+}

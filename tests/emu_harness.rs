@@ -13,6 +13,9 @@ use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder, find_kernel, registe
 use std::sync::Arc;
 use std::time::Instant;
 
+#[path = "emu/grid.rs"]
+mod grid;
+
 #[path = "../emu/kernel_scan.rs"]
 mod kernel_scan;
 use kernel_scan::{lines_from, scan_entry_points, strip_extern_c, strip_pragma_once};

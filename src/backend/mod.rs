@@ -20,6 +20,7 @@
 pub mod cpu;
 pub mod cuda;
 pub mod precision;
+pub mod profile;
 
 pub use precision::Precision;
 
@@ -300,6 +301,34 @@ pub struct OptimStep {
     pub t: u64,
 }
 
+/// A slot of the per-iteration readback: totals that kernels accumulate on the device during an
+/// iteration and the host reads once, at its end ([`Backend::tally_read`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tally {
+    /// The loss totals of the scored rows: `[sum, correct, count, invalid targets]`.
+    Loss = 0,
+    /// The loss totals of the rows accuracy is reported on (the last steps of the copy task).
+    LossTail = 1,
+    /// The optimizer step: `[sum of squared gradients, clipped (0/1), 0, 0]`.
+    GradNorm = 2,
+}
+
+/// Values of every [`Tally`] slot, indexed by `Tally as usize`.
+pub type TallyValues = [[f64; 4]; 3];
+
+/// One tensor of a multi-tensor optimizer step ([`Backend::clip_and_step`]).
+pub struct StepTensor<'a, B: Backend> {
+    /// The parameter (updated in place when `step` is set).
+    pub param: SliceMut<'a, B>,
+    /// Its gradient (rescaled in place when the global norm is clipped).
+    pub grad: SliceMut<'a, B>,
+    /// Optimizer state (momentum / first moment, second moment), as long as the parameter.
+    pub s1: SliceMut<'a, B>,
+    pub s2: SliceMut<'a, B>,
+    /// The update; `None` only clips the gradient (a geodesic parameter, stepped afterwards).
+    pub step: Option<OptimStep>,
+}
+
 /// Unary element-wise maps with a backward.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum MapOp {
@@ -337,6 +366,15 @@ pub trait Backend: Clone + Send + Sync + 'static {
     /// Waits for queued work (a no-op on the CPU).
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+    /// Device activity counters (see [`profile`]); `None` where nothing is counted (the CPU).
+    fn profile(&self) -> Option<profile::Profile> {
+        None
+    }
+    /// Notes on the implementation choices of the last ops (e.g. which recurrence path ran), for
+    /// `bench` output; empty where there is nothing to say.
+    fn path_notes(&self) -> Vec<(String, String)> {
+        Vec::new()
     }
 
     // ---- memory ----
@@ -499,6 +537,74 @@ pub trait Backend: Clone + Send + Sync + 'static {
         s2: SliceMut<Self>,
     ) -> Result<()>;
 
+    // ---- the per-iteration readback ----
+    /// Zeroes one [`Tally`] slot (queued: it is ordered with the work around it).
+    fn tally_reset(&self, _slot: Tally) -> Result<()> {
+        Err(Error::Device(format!("{}: this backend keeps no tallies", self.name())))
+    }
+    /// Adds host values to a slot (backends that compute on the host keep their tallies there).
+    fn tally_add(&self, _slot: Tally, _v: [f64; 4]) -> Result<()> {
+        Err(Error::Device(format!("{}: this backend keeps no tallies", self.name())))
+    }
+    /// Reads every slot: one host synchronization on a device.
+    fn tally_read(&self) -> Result<TallyValues> {
+        Err(Error::Device(format!("{}: this backend keeps no tallies", self.name())))
+    }
+    /// [`Backend::softmax_xent`] with its totals added to `slot` instead of returned. On a device the
+    /// check of the targets is reported by the [`Backend::tally_read`] that reads the slot (as
+    /// [`Tally::Loss`]'s fourth value, the count of invalid targets).
+    fn softmax_xent_tally(
+        &self,
+        logits: Slice<Self>,
+        targets: Slice<Self>,
+        grad: SliceMut<Self>,
+        classes: usize,
+        scale: Self::Elem,
+        slot: Tally,
+    ) -> Result<()> {
+        let st = self.softmax_xent(logits, targets, grad, classes, scale)?;
+        self.tally_add(slot, [st.sum, st.correct as f64, st.count as f64, 0.0])
+    }
+    /// [`Backend::mse`] with its totals added to `slot`.
+    fn mse_tally(
+        &self,
+        pred: Slice<Self>,
+        target: Slice<Self>,
+        grad: SliceMut<Self>,
+        scale: Self::Elem,
+        slot: Tally,
+    ) -> Result<()> {
+        let st = self.mse(pred, target, grad, scale)?;
+        self.tally_add(slot, [st.sum, st.correct as f64, st.count as f64, 0.0])
+    }
+
+    // ---- multi-tensor optimizer step ----
+    /// Global-norm clipping and one optimizer update over `tensors`: `q = sum_i ||g_i||^2`; when `q` is
+    /// not finite nothing is updated (geodesic gradients are zeroed, so their steps do nothing);
+    /// otherwise, with `clip = c` and `sqrt(q) > c`, every gradient is scaled by `c / sqrt(q)` (as an
+    /// element), then each tensor with a `step` is updated by [`Backend::optim_step`]. `q` and whether
+    /// the gradients were clipped are added to [`Tally::GradNorm`] (reset it first). The default is
+    /// exactly the host sequence of `sum_sq`, `scale` and `optim_step` calls; a device does it all in
+    /// two launches with no host round trip, keeping Adam's step counter and the learning rates in
+    /// device memory.
+    fn clip_and_step(&self, tensors: &mut [StepTensor<'_, Self>], clip: Option<f64>) -> Result<()> {
+        clip_and_step_composed(self, tensors, clip)
+    }
+
+    // ---- graphs ----
+    /// Records the device work `f` queues into a graph instead of running it, or returns `Ok(None)`
+    /// without calling `f` where graphs do not exist (the CPU). `f` must not synchronize with the host
+    /// or allocate; anything the host changes between replays must live in device memory.
+    fn capture(&self, _f: &mut dyn FnMut() -> Result<()>) -> Result<Option<u64>> {
+        Ok(None)
+    }
+    /// Runs a graph made by [`Backend::capture`].
+    fn replay(&self, _graph: u64) -> Result<()> {
+        Err(Error::Device(format!("{}: no graphs on this backend", self.name())))
+    }
+    /// Frees a graph made by [`Backend::capture`].
+    fn drop_graph(&self, _graph: u64) {}
+
     // ---- sequence ops ----
     /// The forward recurrence over `T` steps.
     ///
@@ -565,6 +671,35 @@ pub trait Backend: Clone + Send + Sync + 'static {
         }
         Ok(())
     }
+}
+
+/// [`Backend::clip_and_step`] composed from `sum_sq`, `fill`, `scale`, `optim_step` and `tally_add`.
+pub fn clip_and_step_composed<B: Backend>(b: &B, tensors: &mut [StepTensor<'_, B>], clip: Option<f64>) -> Result<()> {
+    let mut sq = 0.0;
+    for t in tensors.iter() {
+        sq += b.sum_sq(t.grad.as_ref())?;
+    }
+    let norm = sq.sqrt();
+    if !norm.is_finite() {
+        for t in tensors.iter_mut().filter(|t| t.step.is_none()) {
+            b.fill(t.grad.rb(), B::Elem::ZERO)?;
+        }
+        return b.tally_add(Tally::GradNorm, [sq, 0.0, 0.0, 0.0]);
+    }
+    let mut clipped = false;
+    if let Some(c) = clip.filter(|&c| norm > c) {
+        let s = B::Elem::of(c / norm);
+        for t in tensors.iter_mut() {
+            b.scale(t.grad.rb(), s)?;
+        }
+        clipped = true;
+    }
+    for t in tensors.iter_mut() {
+        if let Some(st) = &t.step {
+            b.optim_step(st, t.param.rb(), t.grad.as_ref(), t.s1.rb(), t.s2.rb())?;
+        }
+    }
+    b.tally_add(Tally::GradNorm, [sq, clipped as u8 as f64, 0.0, 0.0])
 }
 
 /// Checks an activation against a view of `len` elements in rows of width `cols`.

@@ -200,6 +200,18 @@ struct BenchArgs {
     /// (`--device cuda`, a build with `--features cuda-baselines`).
     #[arg(long, value_enum, default_value = "ours")]
     lu: baselines::LuBaseline,
+    /// Count device activity per iteration: kernel launches, host synchronizations, allocations,
+    /// bytes to and from the host, flops from the launch shapes, and which paths ran (cuda, emu).
+    #[arg(long)]
+    profile: bool,
+    /// Predict the time of an iteration on this GPU from the profile (h100, h200, a100): a roofline
+    /// of documented peak rates plus documented per-launch and per-sync costs (an estimate).
+    #[arg(long, value_parser = parse_gpu_model)]
+    predict: Option<ortho_rnn::backend::profile::GpuModel>,
+}
+
+fn parse_gpu_model(s: &str) -> std::result::Result<ortho_rnn::backend::profile::GpuModel, String> {
+    ortho_rnn::backend::profile::GpuModel::parse(s).ok_or_else(|| format!("unknown GPU `{s}`: use h100, h200 or a100"))
 }
 
 /// Parses the command line (exiting with clap's message on an error), recording which `train`
@@ -547,12 +559,13 @@ struct BenchJob {
     seq_len: usize,
     batch: usize,
     iters: usize,
+    opts: bench::BenchOptions,
 }
 
 impl BackendJob for BenchJob {
     type Out = bench::BenchResult;
     fn run<B: Backend>(self, b: &B) -> Result<bench::BenchResult> {
-        bench::bench(b, &self.spec, self.optim, self.seq_len, self.batch, self.iters)
+        bench::bench_with(b, &self.spec, self.optim, self.seq_len, self.batch, self.iters, self.opts)
     }
 }
 
@@ -569,7 +582,8 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     if let Some(tables) = baselines::compare_on_gpu(&spec, a.seq_len, a.batch, a.gemm, a.lu)? {
         print!("{tables}");
     }
-    let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters };
+    let opts = bench::BenchOptions { profile: a.profile, predict: a.predict };
+    let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters, opts };
     let r = dispatch_with_precision(a.device.device, a.device.threads, a.precision, job)?;
     if a.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
@@ -590,6 +604,26 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
             r.first_loss,
             r.last_loss,
         );
+        if let Some(p) = &r.profile {
+            println!(
+                "per iteration: {:.1} kernel launches ({:.1} in graphs), {:.1} host syncs, {:.1} allocations, \
+                 {:.0} B to the device, {:.0} B to the host, {:.3} GFLOP from launch shapes, {:.0} grid barriers",
+                p.launches_per_iter,
+                p.graph_kernels_per_iter,
+                p.host_syncs_per_iter,
+                p.allocs_per_iter,
+                p.htod_bytes_per_iter,
+                p.dtoh_bytes_per_iter,
+                p.launch_flops_per_iter / 1e9,
+                p.grid_barriers_per_iter
+            );
+            for (k, v) in &p.paths {
+                println!("{k}: {v}");
+            }
+            if let (Some(g), Some(ms)) = (p.predict_gpu, p.predicted_ms) {
+                println!("predicted on {} (roofline estimate, not a measurement): {ms:.3} ms/iter", g.name());
+            }
+        }
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 //! Backward: with `dY = dL/dY` from the loss, `dW_o = dY^T H`, `db_o = sum_rows dY`, `dH = dY W_o`.
 //! Every-step readouts run as one GEMM over all `T * B` rows.
 
-use crate::backend::{Backend, Epilogue, Gemm, LossStats, Slice, SliceMut};
+use crate::backend::{Backend, Epilogue, Gemm, LossStats, Slice, SliceMut, Tally, TallyValues};
 use crate::error::{Error, Result};
 use crate::nn::BatchStats;
 use crate::scalar::Scalar;
@@ -67,10 +67,8 @@ impl Head {
         })
     }
 
-    /// Forward (and, when `grads` is given, backward) of the readout and loss.
-    ///
-    /// - `h`: `[T, B, n]`, the hidden states `h_1..h_T`.
-    /// - `grads`: `(dW_o, db_o, dH)`, overwritten; `dH` is `[T, B, n]`.
+    /// Forward (and, when `grads` is given, backward) of the readout and loss, reading the totals back
+    /// (one host synchronization on a device): [`Head::queue`] then [`Head::stats`].
     #[allow(clippy::too_many_arguments)]
     pub fn run<B: Backend>(
         &self,
@@ -84,6 +82,28 @@ impl Head {
         batch: usize,
         grads: Option<(SliceMut<B>, SliceMut<B>, SliceMut<B>)>,
     ) -> Result<BatchStats> {
+        self.queue(b, wo, bo, h, ws, counted, t, batch, grads)?;
+        Ok(self.stats(&b.tally_read()?, t, batch))
+    }
+
+    /// Queues the forward (and, when `grads` is given, backward) of the readout and loss; the loss
+    /// totals go to the backend's [`Tally::Loss`] (and [`Tally::LossTail`]) slots, which this resets.
+    ///
+    /// - `h`: `[T, B, n]`, the hidden states `h_1..h_T`.
+    /// - `grads`: `(dW_o, db_o, dH)`, overwritten; `dH` is `[T, B, n]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn queue<B: Backend>(
+        &self,
+        b: &B,
+        wo: Slice<B>,
+        bo: Slice<B>,
+        h: Slice<B>,
+        ws: &mut HeadWs<B>,
+        counted: usize,
+        t: usize,
+        batch: usize,
+        grads: Option<(SliceMut<B>, SliceMut<B>, SliceMut<B>)>,
+    ) -> Result<()> {
         let (n, out) = (self.hidden, self.loss.outputs());
         let rows = self.rows(t, batch);
         let hsel = if self.loss.last_step_only() { h.sub((t - 1) * batch * n, batch * n) } else { h };
@@ -93,46 +113,32 @@ impl Head {
         let scale = B::Elem::of(1.0 / counted.max(1) as f64);
         let targets = Slice::<B>::all(&ws.targets).sub(0, self.target_len(t, batch));
         let mut dlog = SliceMut::<B>::all(&mut ws.dlogits).sub(0, rows * out);
-        let stats = match self.loss {
-            LossKind::MseLastStep { .. } => {
-                let st = b.mse(logits.as_ref(), targets, dlog.rb(), scale)?;
-                let mut s = BatchStats::from_loss(st);
-                s.acc_count = 0;
-                s.correct = 0;
-                s
-            }
+        b.tally_reset(Tally::Loss)?;
+        b.tally_reset(Tally::LossTail)?;
+        match self.loss {
+            LossKind::MseLastStep { .. } => b.mse_tally(logits.as_ref(), targets, dlog.rb(), scale, Tally::Loss)?,
             LossKind::XentLastStep { classes } => {
-                BatchStats::from_loss(b.softmax_xent(logits.as_ref(), targets, dlog.rb(), classes, scale)?)
+                b.softmax_xent_tally(logits.as_ref(), targets, dlog.rb(), classes, scale, Tally::Loss)?
             }
             LossKind::XentEveryStep { classes } => {
                 // Score every step; count accuracy over the last `acc_last` steps only.
                 let split = t - self.acc_last.unwrap_or(t).min(t);
-                let mut total = LossStats::default();
-                let mut acc = LossStats::default();
-                for (lo, hi) in [(0, split), (split, t)] {
+                for (lo, hi, slot) in [(0, split, Tally::Loss), (split, t, Tally::LossTail)] {
                     if lo == hi {
                         continue;
                     }
                     let (r0, r1) = (lo * batch, hi * batch);
-                    let st = b.softmax_xent(
+                    b.softmax_xent_tally(
                         logits.as_ref().sub(r0 * out, (r1 - r0) * out),
                         targets.sub(r0, r1 - r0),
                         dlog.rb().sub(r0 * out, (r1 - r0) * out),
                         classes,
                         scale,
+                        slot,
                     )?;
-                    total.sum += st.sum;
-                    total.count += st.count;
-                    if lo == split {
-                        acc = st;
-                    }
                 }
-                let mut s = BatchStats::from_loss(total);
-                s.correct = acc.correct;
-                s.acc_count = acc.count;
-                s
             }
-        };
+        }
         if let Some((dwo, dbo, mut dh)) = grads {
             b.gemm(&Gemm::new(out, n, rows).ta().reduced_ok(), dlog.as_ref(), hsel, dwo, Epilogue::none())?;
             b.col_sum(dlog.as_ref(), rows, out, B::Elem::ZERO, dbo)?;
@@ -150,6 +156,45 @@ impl Head {
                 b.gemm(&Gemm::new(rows, n, out).reduced_ok(), dlog.as_ref(), wo, dh, Epilogue::none())?;
             }
         }
-        Ok(stats)
+        Ok(())
+    }
+
+    /// The statistics of a batch queued by [`Head::queue`], from the tallies read back.
+    pub fn stats(&self, v: &TallyValues, t: usize, batch: usize) -> BatchStats {
+        let slot = |s: Tally| {
+            let x = v[s as usize];
+            LossStats { sum: x[0], correct: x[1].round() as usize, count: x[2].round() as usize }
+        };
+        match self.loss {
+            LossKind::MseLastStep { dim } => {
+                let mut s = BatchStats::from_loss(LossStats {
+                    sum: v[Tally::Loss as usize][0],
+                    correct: 0,
+                    count: batch * dim,
+                });
+                s.acc_count = 0;
+                s.correct = 0;
+                s
+            }
+            LossKind::XentLastStep { .. } => BatchStats::from_loss(slot(Tally::Loss)),
+            LossKind::XentEveryStep { .. } => {
+                let (head, acc) = (slot(Tally::Loss), slot(Tally::LossTail));
+                let split = t - self.acc_last.unwrap_or(t).min(t);
+                // The first segment is empty when every step counts for accuracy.
+                let total = if split == 0 {
+                    acc
+                } else {
+                    LossStats {
+                        sum: head.sum + acc.sum,
+                        correct: head.correct + acc.correct,
+                        count: head.count + acc.count,
+                    }
+                };
+                let mut s = BatchStats::from_loss(total);
+                s.correct = acc.correct;
+                s.acc_count = acc.count;
+                s
+            }
+        }
     }
 }

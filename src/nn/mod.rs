@@ -143,6 +143,15 @@ pub struct Diagnostics {
     pub prelu_slope: Option<f64>,
 }
 
+/// What a captured graph of a pass depends on besides device memory: the batch shape and the count of
+/// scored targets (which sets the loss scale, a kernel argument).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StageKey {
+    pub t: usize,
+    pub batch: usize,
+    pub counted: usize,
+}
+
 /// A trainable network: what the trainer, the optimizer and checkpoints see.
 pub trait Model<B: Backend>: Send {
     /// Model name (`rnn`, `factorized`, `lstm`, ...).
@@ -155,6 +164,32 @@ pub trait Model<B: Backend>: Send {
     fn params_mut(&mut self) -> &mut [Param<B>];
     /// Runs a batch; with [`Pass::Train`] writes every parameter's gradient.
     fn run(&mut self, batch: &Batch, pass: Pass) -> Result<BatchStats>;
+    /// Uploads the batch and queues the pass without waiting for the device: the loss totals go to the
+    /// backend's tallies, and [`Model::stats`] turns them into statistics after
+    /// [`crate::backend::Backend::tally_read`]. `Ok(false)` (nothing done) where the model only has
+    /// [`Model::run`].
+    fn queue(&mut self, _batch: &Batch, _pass: Pass) -> Result<bool> {
+        Ok(false)
+    }
+    /// The statistics of the pass last queued, from the tallies read back.
+    fn stats(&mut self, _tallies: &crate::backend::TallyValues) -> Result<BatchStats> {
+        Err(crate::Error::invalid("stats", self.name(), "this model has no queued pass (use run)"))
+    }
+    /// Uploads a batch into the buffers a queued pass reads, without queuing anything else: what a
+    /// replayed graph of [`Model::queue_launches`] needs. Returns `None` where unsupported.
+    fn stage(&mut self, _batch: &Batch) -> Result<Option<StageKey>> {
+        Ok(None)
+    }
+    /// Queues the device work of a pass on the batch last staged (no host transfers, synchronizations
+    /// or allocations: capturable into a graph when [`Model::graph_safe`]).
+    fn queue_launches(&mut self, _pass: Pass) -> Result<()> {
+        Err(crate::Error::invalid("queue_launches", self.name(), "this model stages no batches"))
+    }
+    /// Whether [`Model::queue_launches`] queues the same device work with the same arguments on every
+    /// call for a given [`StageKey`], so that one captured graph can replay it.
+    fn graph_safe(&self) -> bool {
+        false
+    }
     /// Housekeeping after an optimizer update (DTRIV base changes, drift checks).
     fn after_update(&mut self, step: usize) -> Result<()>;
     /// Diagnostics of the recurrent matrix.

@@ -13,8 +13,8 @@
 
 use super::head::{Head, HeadWs};
 use super::init;
-use super::{BatchStats, Diagnostics, Model, Param, Pass, Update};
-use crate::backend::{Act, Activation, Backend, DeviceBuf, Epilogue, Gemm, SeqDims, Slice, SliceMut};
+use super::{BatchStats, Diagnostics, Model, Param, Pass, StageKey, Update};
+use crate::backend::{Act, Activation, Backend, DeviceBuf, Epilogue, Gemm, SeqDims, Slice, SliceMut, TallyValues};
 use crate::error::{Error, Result};
 use crate::optim::regularize::Regularizers;
 use crate::param::Transition;
@@ -93,6 +93,9 @@ pub struct Rnn<B: Backend> {
     last_dims: Option<(usize, usize)>,
     record_norms: bool,
     norms: Option<Vec<f64>>,
+    /// The pass staged or queued last: its batch shape and counted targets, and the regularizers' loss.
+    staged: Option<StageKey>,
+    pending_reg: f64,
 }
 
 const WIN: usize = 0;
@@ -147,6 +150,8 @@ impl<B: Backend> Rnn<B> {
             last_dims: None,
             record_norms: false,
             norms: None,
+            staged: None,
+            pending_reg: 0.0,
             cfg,
         })
     }
@@ -228,18 +233,53 @@ impl<B: Backend> Model<B> for Rnn<B> {
     }
 
     fn run(&mut self, batch: &Batch, pass: Pass) -> Result<BatchStats> {
+        self.queue(batch, pass)?;
+        let v = self.b.tally_read()?;
+        self.stats(&v)
+    }
+
+    fn queue(&mut self, batch: &Batch, pass: Pass) -> Result<bool> {
+        self.stage(batch)?;
+        self.queue_launches(pass)?;
+        Ok(true)
+    }
+
+    fn stats(&mut self, tallies: &TallyValues) -> Result<BatchStats> {
+        let k = self.staged.ok_or_else(|| Error::invalid("stats", "none", "queue a batch first"))?;
+        let mut st = self.head.stats(tallies, k.t, k.batch);
+        st.reg = self.pending_reg;
+        Ok(st)
+    }
+
+    fn stage(&mut self, batch: &Batch) -> Result<Option<StageKey>> {
         self.check_batch(batch)?;
-        self.ensure_w()?;
-        let (t, bs, n, inp) = (batch.t, batch.batch, self.cfg.hidden, self.cfg.input);
+        let (t, bs, inp) = (batch.t, batch.batch, self.cfg.input);
         self.ensure_workspace(t, bs)?;
+        let b = self.b.clone();
+        let ws = self.ws.as_mut().ok_or_else(|| Error::Device("workspace missing".into()))?;
+        let x_host: Vec<B::Elem> = batch.x.iter().map(|&v| B::Elem::of(v as f64)).collect();
+        b.write(SliceMut::all(&mut ws.x).sub(0, t * bs * inp), &x_host)?;
+        let counted = self.head.upload_targets(&b, batch, &mut ws.head)?;
+        let key = StageKey { t, batch: bs, counted };
+        self.staged = Some(key);
+        Ok(Some(key))
+    }
+
+    fn graph_safe(&self) -> bool {
+        !self.record_norms && self.cfg.regs.graph_safe() && self.transition.graph_safe()
+    }
+
+    fn queue_launches(&mut self, pass: Pass) -> Result<()> {
+        let k = self.staged.ok_or_else(|| Error::invalid("queue", "none", "stage a batch first"))?;
+        self.ensure_w()?;
+        let (t, bs, n, inp) = (k.t, k.batch, self.cfg.hidden, self.cfg.input);
+        let counted = k.counted;
         let b = self.b.clone();
         let zero = B::Elem::ZERO;
         let (rows, bn) = (t * bs, bs * n);
         self.last_dims = Some((t, bs));
+        self.pending_reg = 0.0;
         let ws = self.ws.as_mut().ok_or_else(|| Error::Device("workspace missing".into()))?;
-        let x_host: Vec<B::Elem> = batch.x.iter().map(|&v| B::Elem::of(v as f64)).collect();
-        b.write(SliceMut::all(&mut ws.x).sub(0, rows * inp), &x_host)?;
-        let counted = self.head.upload_targets(&b, batch, &mut ws.head)?;
         let x = Slice::<B>::all(&ws.x).sub(0, rows * inp);
 
         // A = X V^T + b over all steps; H_0 = 0; the recurrence.
@@ -256,7 +296,7 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let h_out = h.as_ref().sub(bn, rows * n);
         if pass == Pass::Eval {
             let (wo, bo) = (self.params[WO].v(), self.params[BO].v());
-            return self.head.run(&b, wo, bo, h_out, &mut ws.head, counted, t, bs, None);
+            return self.head.queue(&b, wo, bo, h_out, &mut ws.head, counted, t, bs, None);
         }
 
         // Readout and loss, with dL/dh into dh.
@@ -264,7 +304,7 @@ impl<B: Backend> Model<B> for Rnn<B> {
         let (wo_p, bo_p) = two(&mut self.params, WO, BO);
         let grads = Some((SliceMut::all(&mut wo_p.grad), SliceMut::all(&mut bo_p.grad), dh.rb()));
         let (wo, bo) = (Slice::all(&wo_p.value), Slice::all(&bo_p.value));
-        let mut stats = self.head.run(&b, wo, bo, h_out, &mut ws.head, counted, t, bs, grads)?;
+        self.head.queue(&b, wo, bo, h_out, &mut ws.head, counted, t, bs, grads)?;
 
         // BPTT: delta_t for every step, the activation parameter's gradient accumulated.
         let mut delta = SliceMut::<B>::all(&mut ws.delta).sub(0, rows * n);
@@ -304,10 +344,11 @@ impl<B: Backend> Model<B> for Rnn<B> {
         b.col_sum(delta, rows, n, zero, SliceMut::all(&mut self.params[BIAS].grad))?;
 
         // Regularizers on the composite W, then the transition's backward map.
-        stats.reg = self.cfg.regs.apply(&b, w, SliceMut::all(&mut self.dw), n, &mut self.scratch)?;
+        let mut reg = self.cfg.regs.apply(&b, w, SliceMut::all(&mut self.dw), n, &mut self.scratch)?;
         let (_, tp) = self.params.split_at_mut(self.first_transition);
-        stats.reg += self.transition.backward(&b, tp, w, Slice::all(&self.dw))?;
-        Ok(stats)
+        reg += self.transition.backward(&b, tp, w, Slice::all(&self.dw))?;
+        self.pending_reg = reg;
+        Ok(())
     }
 
     fn after_update(&mut self, step: usize) -> Result<()> {

@@ -18,11 +18,10 @@
 
 pub mod regularize;
 
-use crate::backend::{Backend, OptimRule, OptimStep, Slice, SliceMut};
+use crate::backend::{Backend, OptimRule, OptimStep, Slice, SliceMut, StepTensor, Tally, TallyValues};
 use crate::error::{Error, Result};
 use crate::linalg::CayleyStep;
 use crate::nn::{Param, Update};
-use crate::scalar::Scalar;
 
 /// Optimizer hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -186,54 +185,94 @@ impl<B: Backend> Optimizer<B> {
         Ok(sq.sqrt())
     }
 
-    /// Clips and applies one update to every trained parameter.
+    /// Clips and applies one update to every trained parameter, then reads the gradient norm back
+    /// ([`Optimizer::queue_step`], one host synchronization, [`Optimizer::info`]).
     pub fn step(&mut self, b: &B, params: &mut [Param<B>]) -> Result<StepInfo> {
+        self.queue_step(b, params)?;
+        Self::info(&b.tally_read()?)
+    }
+
+    /// Queues clipping and the update of every trained parameter without waiting for the device: the
+    /// Euclidean parameters in one multi-tensor step ([`Backend::clip_and_step`]: the global norm, the
+    /// clipping scale and the updates computed on the device), then the geodesic steps. The norm is left
+    /// in [`Tally::GradNorm`] for [`Optimizer::info`]. A non-finite norm updates nothing (the geodesic
+    /// gradients are zeroed, so their Cayley steps leave the matrices as they are) and makes `info` fail.
+    pub fn queue_step(&mut self, b: &B, params: &mut [Param<B>]) -> Result<()> {
+        self.queue_euclidean(b, params)?;
+        self.queue_geodesic(b, params)
+    }
+
+    /// The global-norm clipping and the Euclidean updates of [`Optimizer::queue_step`]: the same device
+    /// work with the same arguments on every call (the step count and rates live in device memory), so
+    /// a captured graph can replay it.
+    pub fn queue_euclidean(&mut self, b: &B, params: &mut [Param<B>]) -> Result<()> {
         if params.len() != self.states.len() {
             return Err(Error::shape("optimizer parameters", self.states.len(), params.len()));
         }
         self.step += 1;
-        let grad_norm = Self::grad_norm(b, params)?;
+        b.tally_reset(Tally::GradNorm)?;
+        let mut tensors = Vec::with_capacity(params.len());
+        for (p, (s1, s2)) in params.iter_mut().zip(self.states.iter_mut()) {
+            let step = match p.update {
+                Update::Frozen => continue,
+                Update::Geodesic => None,
+                Update::Euclidean => Some(OptimStep {
+                    rule: self.cfg.rule,
+                    lr: self.cfg.lr * p.lr_mult,
+                    weight_decay: if p.decay { self.cfg.weight_decay } else { 0.0 },
+                    t: self.step,
+                }),
+            };
+            tensors.push(StepTensor {
+                param: SliceMut::all(&mut p.value),
+                grad: SliceMut::all(&mut p.grad),
+                s1: SliceMut::all(s1),
+                s2: SliceMut::all(s2),
+                step,
+            });
+        }
+        b.clip_and_step(&mut tensors, self.cfg.clip)
+    }
+
+    /// The geodesic (Cayley) steps of [`Optimizer::queue_step`], on the gradients clipped by
+    /// [`Optimizer::queue_euclidean`].
+    pub fn queue_geodesic(&mut self, b: &B, params: &mut [Param<B>]) -> Result<()> {
+        for (p, cayley) in params.iter_mut().zip(self.cayley.iter_mut()) {
+            if p.update != Update::Geodesic {
+                continue;
+            }
+            let Some(cs) = cayley.as_mut() else {
+                return Err(Error::shape("optimizer", "a Cayley workspace for each geodesic parameter", "none"));
+            };
+            cs.step(b, SliceMut::all(&mut p.value), Slice::all(&p.grad), self.cfg.geo_lr)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the optimizer's Euclidean part is all there is (no geodesic steps, whose drift checks
+    /// read back on some steps): then a whole iteration can be one graph.
+    pub fn has_geodesic(&self) -> bool {
+        self.cayley.iter().any(Option::is_some)
+    }
+
+    /// Counts a step replayed by a graph (the device advanced its own step counter).
+    pub fn note_replayed_step(&mut self) {
+        self.step += 1;
+    }
+
+    /// Sets the step count (a capture that was abandoned counted a step that did not run).
+    pub fn set_steps(&mut self, step: u64) {
+        self.step = step;
+    }
+
+    /// What the step queued last did, from the tallies read back: the global gradient norm before
+    /// clipping and whether it clipped. A non-finite norm is an error (nothing was updated).
+    pub fn info(tallies: &TallyValues) -> Result<StepInfo> {
+        let [sq, clipped, _, _] = tallies[Tally::GradNorm as usize];
+        let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
             return Err(Error::invalid("gradient", grad_norm, "the gradient norm is not finite"));
         }
-        let mut clipped = false;
-        if let Some(c) = self.cfg.clip.filter(|&c| grad_norm > c) {
-            let s = B::Elem::of(c / grad_norm);
-            for p in params.iter_mut().filter(|p| p.update != Update::Frozen) {
-                b.scale(SliceMut::all(&mut p.grad), s)?;
-            }
-            clipped = true;
-        }
-        for ((p, (s1, s2)), cayley) in params.iter_mut().zip(self.states.iter_mut()).zip(self.cayley.iter_mut()) {
-            match p.update {
-                Update::Frozen => {}
-                Update::Euclidean => {
-                    let st = OptimStep {
-                        rule: self.cfg.rule,
-                        lr: self.cfg.lr * p.lr_mult,
-                        weight_decay: if p.decay { self.cfg.weight_decay } else { 0.0 },
-                        t: self.step,
-                    };
-                    b.optim_step(
-                        &st,
-                        SliceMut::all(&mut p.value),
-                        Slice::all(&p.grad),
-                        SliceMut::all(s1),
-                        SliceMut::all(s2),
-                    )?;
-                }
-                Update::Geodesic => {
-                    let Some(cs) = cayley.as_mut() else {
-                        return Err(Error::shape(
-                            "optimizer",
-                            "a Cayley workspace for each geodesic parameter",
-                            "none",
-                        ));
-                    };
-                    cs.step(b, SliceMut::all(&mut p.value), Slice::all(&p.grad), self.cfg.geo_lr)?;
-                }
-            }
-        }
-        Ok(StepInfo { grad_norm, clipped })
+        Ok(StepInfo { grad_norm, clipped: clipped > 0.0 })
     }
 }

@@ -45,6 +45,12 @@ impl Regularizers {
         Ok(())
     }
 
+    /// Whether `apply` reads nothing back (only weight decay, or nothing, is on): a captured graph can
+    /// replay it.
+    pub fn graph_safe(&self) -> bool {
+        self.soft_orth <= 0.0 && self.gain_orth.is_none_or(|(l, _)| l <= 0.0)
+    }
+
     /// Adds the composite-`W` terms to `dw`; returns the loss they add. `scratch` holds `n * n`.
     pub fn apply<B: Backend>(
         &self,

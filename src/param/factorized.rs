@@ -139,6 +139,10 @@ impl<B: Backend> Transition<B> for Factorized<B> {
         b.gemm(&Gemm::new(n, n, n).tb(), Slice::all(&self.us), params[V].v(), w, Epilogue::none())
     }
 
+    fn graph_safe(&self) -> bool {
+        self.prior == 0.0 // the spectrum prior reads its loss back
+    }
+
     fn backward(&mut self, b: &B, params: &mut [Param<B>], _w: Slice<B>, g: Slice<B>) -> Result<f64> {
         let n = self.n;
         let s = Slice::<B>::all(&self.s);

@@ -24,6 +24,11 @@ pub trait Transition<B: Backend>: Send {
     /// Writes `dL/dtheta` into the parameters' gradients from `G = dL/dW` (and the current `W`).
     /// Returns the loss of regularizers the parametrization owns (the spectrum prior on `s`).
     fn backward(&mut self, b: &B, params: &mut [Param<B>], w: Slice<B>, g: Slice<B>) -> Result<f64>;
+    /// Whether `build` and `backward` queue the same device work with the same arguments on every call
+    /// (no host readbacks, no host-side choices): then a captured graph can replay them.
+    fn graph_safe(&self) -> bool {
+        false
+    }
     /// Housekeeping after the optimizer moved the parameters (`step` is 1-based).
     fn after_update(&mut self, _b: &B, _params: &mut [Param<B>], _step: usize) -> Result<()> {
         Ok(())

@@ -25,6 +25,9 @@ impl<B: Backend> Transition<B> for Orthogonal {
     fn build(&mut self, b: &B, params: &[Param<B>], w: SliceMut<B>) -> Result<()> {
         b.copy(params[0].v(), w)
     }
+    fn graph_safe(&self) -> bool {
+        true
+    }
     fn backward(&mut self, b: &B, params: &mut [Param<B>], _w: Slice<B>, g: Slice<B>) -> Result<f64> {
         b.copy(g, SliceMut::all(&mut params[0].grad))?;
         Ok(0.0)

@@ -208,17 +208,16 @@ impl<'a, B: Backend> Trainer<'a, B> {
     /// One training iteration; returns the batch statistics.
     pub fn step(&mut self) -> Result<BatchStats> {
         let batch = self.task.train_batch(self.iter, self.cfg.batch)?;
-        let st = self.model.run(&batch, Pass::Train)?;
+        let (st, info) = bench::train_iteration(&self.b, self.model.as_mut(), &mut self.opt, self.iter, &batch, None)?;
         let objective = st.loss + st.reg;
         if !objective.is_finite() {
             return Err(self.non_finite(objective));
         }
-        self.last_step = self.opt.step(&self.b, self.model.params_mut()).map_err(|e| match e {
+        self.last_step = info.map_err(|e| match e {
             Error::InvalidArg { name: "gradient", .. } => self.non_finite(f64::NAN),
             e => e,
         })?;
         self.iter += 1;
-        self.model.after_update(self.iter)?;
         self.last_finite = Some(st.loss);
         self.spikes.observe(self.iter, st.loss, self.last_step.grad_norm);
         if let Some(rec) = self.trajectory.as_mut() {

@@ -34,6 +34,8 @@ impl<T: Scalar> DeviceBuf for CpuBuf<T> {
 #[derive(Clone, Debug)]
 pub struct Cpu<T> {
     threads: usize,
+    /// The per-iteration readback slots (see [`crate::backend::Tally`]); kept on the host.
+    tallies: std::sync::Arc<std::sync::Mutex<crate::backend::TallyValues>>,
     _t: PhantomData<T>,
 }
 
@@ -46,7 +48,7 @@ impl<T> Default for Cpu<T> {
 impl<T> Cpu<T> {
     /// A backend that uses up to `threads` threads for large GEMMs and the batch-split recurrence.
     pub fn new(threads: usize) -> Self {
-        Cpu { threads: threads.max(1), _t: PhantomData }
+        Cpu { threads: threads.max(1), tallies: Default::default(), _t: PhantomData }
     }
     /// Threads this backend uses.
     pub fn threads(&self) -> usize {
@@ -402,6 +404,21 @@ impl<T: Scalar> Backend for Cpu<T> {
         target.check("mse(target)", pred.len)?;
         grad.check("mse(grad)", pred.len)?;
         Ok(ops::mse(view(pred), view(target), view_mut(grad), scale))
+    }
+
+    fn tally_reset(&self, slot: crate::backend::Tally) -> Result<()> {
+        self.tallies.lock().unwrap_or_else(std::sync::PoisonError::into_inner)[slot as usize] = [0.0; 4];
+        Ok(())
+    }
+    fn tally_add(&self, slot: crate::backend::Tally, v: [f64; 4]) -> Result<()> {
+        let mut t = self.tallies.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (a, b) in t[slot as usize].iter_mut().zip(v) {
+            *a += b;
+        }
+        Ok(())
+    }
+    fn tally_read(&self) -> Result<crate::backend::TallyValues> {
+        Ok(*self.tallies.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn sum_sq(&self, x: Slice<Self>) -> Result<f64> {

@@ -14,8 +14,12 @@
 //!
 //! Launches are asynchronous: a kernel that faults is reported by a later call. `ORTHO_RNN_SYNC=1`
 //! (read by [`super::Cuda::new`]) synchronizes after every launch, so the error names the kernel.
+//!
+//! All work goes to one stream the driver creates (not the legacy default stream), so that it can be
+//! captured into a CUDA graph (`cuStreamBeginCapture`, instantiated once, replayed with
+//! `cuGraphLaunch`); `dtoh` and `synchronize` synchronize that stream.
 
-use super::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
+use super::driver::{Counters, DevPtr, DeviceAttrs, Driver, GraphId, LaunchDims};
 use super::kernels;
 use crate::error::{Error, Result};
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, result as dres, sys as dsys};
@@ -47,10 +51,11 @@ pub fn nvrtc_version() -> Option<(i32, i32)> {
     (ok == cudarc::nvrtc::sys::nvrtcResult::NVRTC_SUCCESS).then_some((major, minor))
 }
 
-/// Folders holding `cuda_fp16.h` or `crt/mma.h`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`, the pip
-/// wheels `nvidia-cuda-runtime-cu12` and `nvidia-cuda-nvcc-cu12` next to the NVRTC library on
-/// `LD_LIBRARY_PATH`, `/usr/local/cuda/include`. (`<mma.h>`, which the tensor-core GEMM kernels include,
-/// is in the runtime wheel but includes `crt/mma.h`, which only the nvcc wheel or a toolkit has.)
+/// Folders holding `cuda_fp16.h`, `crt/mma.h` or `nv/target`: `$ORTHO_CUDA_INCLUDE`, `$CUDA_HOME/include`,
+/// the pip wheels `nvidia-cuda-runtime-cu12`, `nvidia-cuda-nvcc-cu12` and `nvidia-cuda-cccl-cu12` next to
+/// the NVRTC library on `LD_LIBRARY_PATH`, `/usr/local/cuda/include`. (`<mma.h>`, which the tensor-core
+/// GEMM kernels include, is in the runtime wheel but includes `crt/mma.h`, which only the nvcc wheel or a
+/// toolkit has; `cooperative_groups.h` includes `nv/target`, which the cccl wheel brings.)
 pub fn nvrtc_include_paths() -> Vec<String> {
     let mut cands: Vec<PathBuf> = Vec::new();
     if let Ok(p) = std::env::var("ORTHO_CUDA_INCLUDE") {
@@ -66,13 +71,15 @@ pub fn nvrtc_include_paths() -> Vec<String> {
             if let Some(nvidia) = dir.parent().and_then(|p| p.parent()) {
                 cands.push(nvidia.join("cuda_runtime").join("include"));
                 cands.push(nvidia.join("cuda_nvcc").join("include"));
+                cands.push(nvidia.join("cuda_cccl").join("include"));
             }
         }
     }
     cands.push("/usr/local/cuda/include".into());
     let mut out: Vec<String> = Vec::new();
     for c in cands {
-        if c.join("cuda_fp16.h").exists() || c.join("crt").join("mma.h").exists() {
+        if c.join("cuda_fp16.h").exists() || c.join("crt").join("mma.h").exists() || c.join("nv").join("target").exists()
+        {
             let s = c.to_string_lossy().into_owned();
             if !out.contains(&s) {
                 out.push(s);
@@ -238,7 +245,28 @@ pub struct CudarcDriver {
     attrs: DeviceAttrs,
     modules: Mutex<HashMap<String, Arc<CudaModule>>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    stream: Stream,
+    counters: Counters,
+    /// Kernels launched into the capture in progress, if one is.
+    capture: Mutex<Option<u64>>,
+    /// Instantiated graphs and the number of kernels each runs.
+    graphs: Mutex<HashMap<u64, (Graph, u64)>>,
+    next_graph: std::sync::atomic::AtomicU64,
 }
+
+/// The driver's stream.
+struct Stream(dsys::CUstream);
+// SAFETY: a CUstream handle may be used from any thread of the process (the context is bound first).
+unsafe impl Send for Stream {}
+// SAFETY: as above; the driver API serializes work submitted to one stream.
+unsafe impl Sync for Stream {}
+
+/// An instantiated graph and its template.
+struct Graph(dsys::CUgraph, dsys::CUgraphExec);
+// SAFETY: graph handles may be used from any thread of the process.
+unsafe impl Send for Graph {}
+// SAFETY: as above.
+unsafe impl Sync for Graph {}
 
 /// A GPU found on this machine.
 #[derive(Clone, Debug, PartialEq)]
@@ -312,6 +340,9 @@ impl CudarcDriver {
             max_shared_per_block: attr(A::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)?.max(0) as usize,
             max_threads_per_sm: attr(A::CU_DEVICE_ATTRIBUTE_MAX_THREADS_PER_MULTIPROCESSOR)?.max(1) as u32,
         };
+        ctx.bind_to_thread().map_err(|e| derr("binding the CUDA context", e))?;
+        let stream = dres::stream::create(dres::stream::StreamKind::NonBlocking)
+            .map_err(|e| derr("creating a CUDA stream", e))?;
         Ok(CudarcDriver {
             ctx,
             name,
@@ -319,6 +350,11 @@ impl CudarcDriver {
             attrs,
             modules: Mutex::new(HashMap::new()),
             functions: Mutex::new(HashMap::new()),
+            stream: Stream(stream),
+            counters: Counters::default(),
+            capture: Mutex::new(None),
+            graphs: Mutex::new(HashMap::new()),
+            next_graph: std::sync::atomic::AtomicU64::new(1),
         })
     }
 
@@ -370,6 +406,74 @@ impl CudarcDriver {
     fn bind(&self) -> Result<()> {
         self.ctx.bind_to_thread().map_err(|e| derr("binding the CUDA context", e))
     }
+
+    fn capturing(&self) -> std::sync::MutexGuard<'_, Option<u64>> {
+        self.capture.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Fails `op` while a graph is being captured.
+    fn not_capturing(&self, op: &str) -> Result<()> {
+        if self.capturing().is_some() {
+            return Err(Error::Device(format!(
+                "{op} during CUDA graph capture: a captured region may only launch kernels, zero memory and copy \
+                 between device buffers"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Launches on the driver's stream, cooperatively or not, and counts it.
+    ///
+    /// # Safety
+    /// As [`Driver::launch`].
+    unsafe fn launch_on_stream(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        cooperative: bool,
+    ) -> Result<()> {
+        let f = self.function(family, kernel)?;
+        self.bind()?;
+        let s = self.stream.0;
+        // SAFETY: the caller guarantees the arguments match the kernel's signature and address memory
+        // large enough for these dimensions.
+        let r = unsafe {
+            if cooperative {
+                dres::launch_cooperative_kernel(f.cu_function(), dims.grid, dims.block, 0, s, params)
+            } else {
+                dres::launch_kernel(f.cu_function(), dims.grid, dims.block, 0, s, params)
+            }
+        };
+        r.map_err(|e| derr(&format!("launching {kernel}"), e))?;
+        match self.capturing().as_mut() {
+            Some(n) => *n += 1,
+            None => self.counters.update(|c| {
+                c.launches += 1;
+                c.cooperative_launches += cooperative as u64;
+            }),
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CudarcDriver {
+    fn drop(&mut self) {
+        let graphs = std::mem::take(&mut *self.graphs.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        if self.bind().is_err() {
+            return;
+        }
+        for (_, (g, _)) in graphs {
+            // SAFETY: created by end_capture and destroyed once, here.
+            unsafe {
+                let _ = dres::graph::exec_destroy(g.1);
+                let _ = dres::graph::destroy(g.0);
+            }
+        }
+        // SAFETY: the stream was created by `new` and nothing uses it after the driver is dropped.
+        let _ = unsafe { dres::stream::destroy(self.stream.0) };
+    }
 }
 
 impl Driver for CudarcDriver {
@@ -380,13 +484,19 @@ impl Driver for CudarcDriver {
         self.name.clone()
     }
     fn alloc(&self, bytes: usize) -> Result<DevPtr> {
+        self.not_capturing("cuMemAlloc")?;
         self.bind()?;
+        self.counters.update(|c| {
+            c.allocs += 1;
+            c.alloc_bytes += bytes as u64;
+        });
         // SAFETY: a plain allocation of at least one byte in the bound context.
         unsafe { dres::malloc_sync(bytes.max(1)) }.map_err(|e| derr(&format!("allocating {bytes} bytes on the GPU"), e))
     }
     unsafe fn free(&self, ptr: DevPtr) {
         if self.bind().is_ok() {
-            // SAFETY: the caller guarantees `ptr` came from `alloc` and is not used again.
+            // SAFETY: the caller guarantees `ptr` came from `alloc` and is not used again; pending work on
+            // the stream that uses it completes first (cuMemFree synchronizes).
             let _ = unsafe { dres::free_sync(ptr) };
         }
     }
@@ -394,22 +504,32 @@ impl Driver for CudarcDriver {
         self.bind()?;
         // SAFETY: `dst` addresses at least `bytes` bytes of a live allocation (callers use views
         // checked against their buffers).
-        unsafe { dres::memset_d8_sync(dst, 0, bytes) }.map_err(|e| derr("cuMemsetD8", e))
+        unsafe { dres::memset_d8_async(dst, 0, bytes, self.stream.0) }.map_err(|e| derr("cuMemsetD8Async", e))
     }
     fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        self.not_capturing("cuMemcpyHtoD")?;
         self.bind()?;
-        // SAFETY: as above; the copy is synchronous, so `src` outlives it.
-        unsafe { dres::memcpy_htod_sync(dst, src) }.map_err(|e| derr("cuMemcpyHtoD", e))
+        self.counters.update(|c| c.htod_bytes += src.len() as u64);
+        // SAFETY: as above; `src` is pageable memory, which the driver stages before returning, so
+        // it may be freed afterwards.
+        unsafe { dres::memcpy_htod_async(dst, src, self.stream.0) }.map_err(|e| derr("cuMemcpyHtoDAsync", e))
     }
     fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        self.not_capturing("cuMemcpyDtoH")?;
         self.bind()?;
-        // SAFETY: as above.
-        unsafe { dres::memcpy_dtoh_sync(dst, src) }.map_err(|e| derr(&format!("cuMemcpyDtoH{FAULT_HINT}"), e))
+        self.counters.update(|c| {
+            c.host_syncs += 1;
+            c.dtoh_bytes += dst.len() as u64;
+        });
+        // SAFETY: as above; the stream is synchronized before `dst` is used.
+        unsafe { dres::memcpy_dtoh_async(dst, src, self.stream.0) }.map_err(|e| derr(&format!("cuMemcpyDtoHAsync{FAULT_HINT}"), e))?;
+        // SAFETY: the driver's own stream.
+        unsafe { dres::stream::synchronize(self.stream.0) }.map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
     }
     fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
         self.bind()?;
         // SAFETY: both ranges lie inside live allocations (checked views).
-        unsafe { dres::memcpy_dtod_sync(dst, src, bytes) }.map_err(|e| derr("cuMemcpyDtoD", e))
+        unsafe { dres::memcpy_dtod_async(dst, src, bytes, self.stream.0) }.map_err(|e| derr("cuMemcpyDtoDAsync", e))
     }
     unsafe fn launch(
         &self,
@@ -419,15 +539,105 @@ impl Driver for CudarcDriver {
         params: &mut [*mut c_void],
         _sizes: &[usize],
     ) -> Result<()> {
-        let f = self.function(family, kernel)?;
-        self.bind()?;
-        let stream: dsys::CUstream = std::ptr::null_mut();
-        // SAFETY: the caller guarantees the arguments match the kernel's signature and address
-        // memory large enough for these dimensions.
-        unsafe { dres::launch_kernel(f.cu_function(), dims.grid, dims.block, 0, stream, params) }
-            .map_err(|e| derr(&format!("launching {kernel}"), e))
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_on_stream(family, kernel, dims, params, false) }
     }
     fn synchronize(&self) -> Result<()> {
-        self.ctx.synchronize().map_err(|e| derr(&format!("cuCtxSynchronize{FAULT_HINT}"), e))
+        self.not_capturing("cuStreamSynchronize")?;
+        self.bind()?;
+        self.counters.update(|c| c.host_syncs += 1);
+        // SAFETY: the driver's own stream.
+        unsafe { dres::stream::synchronize(self.stream.0) }.map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    fn max_active_blocks_per_sm(
+        &self,
+        family: &str,
+        kernel: &str,
+        block_threads: u32,
+        _shared_bytes: usize,
+    ) -> Result<u32> {
+        let f = self.function(family, kernel)?;
+        self.bind()?;
+        // SAFETY: a loaded function; the kernels use static shared memory only, which the driver counts
+        // itself, so no dynamic shared memory is passed.
+        let n =
+            unsafe { dres::occupancy::max_active_block_per_multiprocessor(f.cu_function(), block_threads as i32, 0) }
+                .map_err(|e| derr(&format!("cuOccupancyMaxActiveBlocksPerMultiprocessor({kernel})"), e))?;
+        Ok(n.max(0) as u32)
+    }
+    unsafe fn launch_cooperative(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        _sizes: &[usize],
+    ) -> Result<()> {
+        let threads = dims.block.0 * dims.block.1 * dims.block.2;
+        let per_sm = self.max_active_blocks_per_sm(family, kernel, threads, 0)?;
+        let blocks = dims.grid.0 as u64 * dims.grid.1 as u64 * dims.grid.2 as u64;
+        let most = per_sm as u64 * self.attrs.sm_count as u64;
+        if blocks > most {
+            return Err(Error::Device(format!(
+                "{kernel}: a cooperative grid of {blocks} blocks of {threads} threads cannot be co-resident on \
+                 {} ({} SMs x {per_sm} blocks = {most} at most): launch fewer blocks",
+                self.name, self.attrs.sm_count
+            )));
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_on_stream(family, kernel, dims, params, true) }
+    }
+    fn begin_capture(&self) -> Result<()> {
+        let mut cap = self.capturing();
+        if cap.is_some() {
+            return Err(Error::Device("begin_capture: a capture is already in progress".into()));
+        }
+        self.bind()?;
+        let mode = dsys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL;
+        // SAFETY: the driver's own stream, not capturing (checked above).
+        unsafe { dres::stream::begin_capture(self.stream.0, mode) }.map_err(|e| derr("cuStreamBeginCapture", e))?;
+        *cap = Some(0);
+        Ok(())
+    }
+    fn end_capture(&self) -> Result<GraphId> {
+        let kernels =
+            self.capturing().take().ok_or_else(|| Error::Device("end_capture: no capture in progress".into()))?;
+        self.bind()?;
+        // SAFETY: the stream is capturing (begun by begin_capture).
+        let graph = unsafe { dres::stream::end_capture(self.stream.0) }.map_err(|e| derr("cuStreamEndCapture", e))?;
+        // SAFETY: a graph just captured.
+        let exec = unsafe { dres::graph::instantiate(graph, dsys::CUgraphInstantiate_flags(0)) }
+            .map_err(|e| derr("cuGraphInstantiate", e))?;
+        let id = self.next_graph.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.graphs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(id, (Graph(graph, exec), kernels));
+        Ok(GraphId(id))
+    }
+    fn replay(&self, graph: GraphId) -> Result<()> {
+        self.not_capturing("cuGraphLaunch")?;
+        self.bind()?;
+        let graphs = self.graphs.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (g, kernels) = graphs.get(&graph.0).ok_or_else(|| Error::Device(format!("no CUDA graph {}", graph.0)))?;
+        // SAFETY: an instantiated graph of this driver, launched on its stream.
+        unsafe { dres::graph::launch(g.1, self.stream.0) }.map_err(|e| derr("cuGraphLaunch", e))?;
+        let k = *kernels;
+        self.counters.update(|c| {
+            c.graph_replays += 1;
+            c.graph_kernels += k;
+            c.launches += k;
+        });
+        Ok(())
+    }
+    fn destroy_graph(&self, graph: GraphId) {
+        let g = self.graphs.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&graph.0);
+        if let (Some((g, _)), Ok(())) = (g, self.bind()) {
+            // SAFETY: created by end_capture and removed from the table, so destroyed once.
+            unsafe {
+                let _ = dres::graph::exec_destroy(g.1);
+                let _ = dres::graph::destroy(g.0);
+            }
+        }
     }
 }

@@ -4,8 +4,10 @@
 //! [`super::emu`] (the same `kernels/*.cu` compiled for the host and run by the emulation harness).
 //! Everything above this trait, launch code included, is shared, so it all runs in CI without a GPU.
 
+use crate::backend::profile::Profile;
 use crate::error::Result;
 use std::ffi::c_void;
+use std::sync::{Mutex, PoisonError};
 
 /// A device address (`CUdeviceptr` on a GPU; a host address under `emu`).
 pub type DevPtr = u64;
@@ -99,7 +101,32 @@ impl DeviceAttrs {
     };
 }
 
+/// A driver's activity counters (see [`crate::backend::profile`]).
+#[derive(Debug, Default)]
+pub struct Counters(Mutex<Profile>);
+
+impl Counters {
+    /// Applies `f` to the counts.
+    pub fn update(&self, f: impl FnOnce(&mut Profile)) {
+        f(&mut self.0.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    /// The counts so far.
+    pub fn snapshot(&self) -> Profile {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A captured graph of one driver ([`Driver::end_capture`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GraphId(pub u64);
+
 /// Memory, copies and launches on one device.
+///
+/// Work is stream-ordered: launches, `memset_zero` and `dtod` are queued in order; `htod` waits until
+/// its source is copied; `dtoh` and `synchronize` wait for everything queued (host synchronizations).
+/// Between [`Driver::begin_capture`] and [`Driver::end_capture`], launches, `memset_zero` and `dtod`
+/// are recorded instead of run, and everything that would make the host wait or change the memory
+/// map (`htod`, `dtoh`, `synchronize`, `alloc`, `free`) is an error.
 pub trait Driver: Send + Sync + 'static {
     /// Human-readable device name.
     fn name(&self) -> String;
@@ -136,4 +163,38 @@ pub trait Driver: Send + Sync + 'static {
     ) -> Result<()>;
     /// Waits for all queued work.
     fn synchronize(&self) -> Result<()>;
+
+    /// The activity counters (launches, host synchronizations, allocations, copies, work).
+    fn counters(&self) -> &Counters;
+    /// How many blocks of `kernel` with `block_threads` threads and `shared_bytes` bytes of shared
+    /// memory one SM holds at once (`cuOccupancyMaxActiveBlocksPerMultiprocessor` on a GPU).
+    fn max_active_blocks_per_sm(
+        &self,
+        family: &str,
+        kernel: &str,
+        block_threads: u32,
+        shared_bytes: usize,
+    ) -> Result<u32>;
+    /// Launches `kernel` cooperatively (`cuLaunchCooperativeKernel`): every block is resident at once and
+    /// may wait at the grid-wide barrier. The grid must fit: at most `sm_count` times
+    /// [`Driver::max_active_blocks_per_sm`] blocks.
+    ///
+    /// # Safety
+    /// As [`Driver::launch`].
+    unsafe fn launch_cooperative(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        sizes: &[usize],
+    ) -> Result<()>;
+    /// Starts recording queued work into a graph (see the trait docs).
+    fn begin_capture(&self) -> Result<()>;
+    /// Stops recording and returns the graph, ready to replay.
+    fn end_capture(&self) -> Result<GraphId>;
+    /// Runs a captured graph: the recorded work with the recorded arguments, in order.
+    fn replay(&self, graph: GraphId) -> Result<()>;
+    /// Frees a captured graph.
+    fn destroy_graph(&self, graph: GraphId);
 }

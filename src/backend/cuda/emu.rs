@@ -9,6 +9,13 @@
 //! waiting at different `__syncthreads`), collectives reached by part of a warp, and deadlocks abort the
 //! launch with [`Error::Device`] naming the source lines.
 //!
+//! Cooperative launches ([`Driver::launch_cooperative`]) keep every block of the grid alive at once: each
+//! block's threads are fibers on a host thread of its own, one block runs at a time, and after each round
+//! of a block's fibers the next block in the resume order (applied across blocks too) takes over. The
+//! grid-wide barrier (`cooperative_groups::this_grid().sync()`) opens when every live thread of every
+//! block waits at it. Graphs ([`Driver::begin_capture`]) record the launch list with every argument's
+//! bytes, and memsets and device copies; a replay runs that list again.
+//!
 //! Blocks run one at a time per worker; by default the calling thread is the only worker, and
 //! [`EmuDriver::with_workers`] adds helper threads that run blocks of the same grid concurrently (global
 //! atomics are real host atomics). Launches are synchronous. "Device" memory is host memory aligned to
@@ -16,7 +23,7 @@
 //!
 //! What a kernel file must look like, and the supported CUDA subset: see `build.rs` and `emu/cuda_emu.h`.
 
-use super::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
+use super::driver::{Counters, DevPtr, DeviceAttrs, Driver, GraphId, LaunchDims};
 use crate::error::{Error, Result};
 use std::alloc::Layout;
 use std::collections::{BTreeMap, HashMap};
@@ -85,7 +92,7 @@ struct LaunchRequest {
     sizes: *const usize,
     nparams: usize,
     order: u32,
-    reserved: u32,
+    flags: u32,
     seed: u64,
     pool: *mut c_void,
 }
@@ -102,6 +109,13 @@ struct KernelInfo {
 }
 
 const _: () = assert!(size_of::<LaunchRequest>() == 72 && size_of::<KernelInfo>() == 48);
+
+/// `LaunchRequest::flags`: a cooperative launch (emu_abi.h `kLaunchCooperative`).
+const LAUNCH_COOPERATIVE: u32 = 1;
+/// Most blocks of a grid one SM holds (sm_80 / sm_90).
+const MAX_BLOCKS_PER_SM: u32 = 32;
+/// Shared memory per SM on sm_90 (228 KiB), for the emulated occupancy.
+const SHARED_PER_SM: usize = 228 * 1024;
 
 unsafe extern "C" {
     fn ortho_emu_registry(count: *mut usize) -> *const *const KernelInfo;
@@ -237,6 +251,19 @@ pub struct EmuDriver {
     pool: Option<Pool>,
     /// Live allocations: base address -> size in bytes.
     allocs: Mutex<BTreeMap<u64, usize>>,
+    counters: Counters,
+    /// The graph being recorded, if any.
+    capture: Mutex<Option<Vec<Node>>>,
+    /// Recorded graphs.
+    graphs: Mutex<HashMap<u64, Vec<Node>>>,
+    next_graph: std::sync::atomic::AtomicU64,
+}
+
+/// One recorded operation of a graph.
+enum Node {
+    Launch { kernel: &'static EmuKernel, dims: LaunchDims, args: Vec<Vec<u8>>, cooperative: bool },
+    Memset { dst: DevPtr, bytes: usize },
+    Dtod { dst: DevPtr, src: DevPtr, bytes: usize },
 }
 
 impl Default for EmuDriver {
@@ -253,7 +280,17 @@ impl EmuDriver {
 
     /// One worker, threads resumed in `order`.
     pub fn with_order(order: ResumeOrder) -> Self {
-        EmuDriver { order, attrs: default_attrs(), workers: 1, pool: None, allocs: Mutex::new(BTreeMap::new()) }
+        EmuDriver {
+            order,
+            attrs: default_attrs(),
+            workers: 1,
+            pool: None,
+            allocs: Mutex::new(BTreeMap::new()),
+            counters: Counters::default(),
+            capture: Mutex::new(None),
+            graphs: Mutex::new(HashMap::new()),
+            next_graph: std::sync::atomic::AtomicU64::new(1),
+        }
     }
 
     /// Reports `sm_count` SMs to the launch code (which sizes grids from it), so that the tile and
@@ -340,6 +377,130 @@ impl EmuDriver {
     }
 }
 
+impl EmuDriver {
+    fn capturing(&self) -> MutexGuard<'_, Option<Vec<Node>>> {
+        self.capture.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Fails `op` while a graph is being recorded (it would make the host wait or change the memory map).
+    fn not_capturing(&self, op: &str) -> Result<()> {
+        if self.capturing().is_some() {
+            return Err(Error::Device(format!(
+                "emu {op} during graph capture: a captured region may only launch kernels, zero memory and copy \
+                 between device buffers (no host copies, synchronizations, allocations or frees)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn memset_now(&self, dst: DevPtr, bytes: usize) -> Result<()> {
+        self.check_range("memset_zero", dst, bytes)?;
+        // SAFETY: [dst, dst + bytes) lies inside a live allocation (checked above).
+        unsafe { std::ptr::write_bytes(dst as *mut u8, 0, bytes) };
+        Ok(())
+    }
+
+    fn dtod_now(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
+        self.check_range("dtod", src, bytes)?;
+        self.check_range("dtod", dst, bytes)?;
+        // SAFETY: both ranges lie inside live allocations (checked above); `copy` allows overlap.
+        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, bytes) };
+        Ok(())
+    }
+
+    /// Checks and runs one launch now.
+    ///
+    /// # Safety
+    /// As [`Driver::launch`].
+    unsafe fn run_launch(
+        &self,
+        k: &'static EmuKernel,
+        dims: LaunchDims,
+        params: &[*mut c_void],
+        sizes: &[usize],
+        cooperative: bool,
+    ) -> Result<()> {
+        // SAFETY: the caller guarantees that params[i] points at an argument of sizes[i] bytes.
+        unsafe { self.check_pointer_args(k, params, sizes)? };
+        let (order, seed) = self.order.code();
+        let req = LaunchRequest {
+            grid: [dims.grid.0, dims.grid.1, dims.grid.2],
+            block: [dims.block.0, dims.block.1, dims.block.2],
+            params: params.as_ptr(),
+            sizes: sizes.as_ptr(),
+            nparams: params.len(),
+            order,
+            flags: if cooperative { LAUNCH_COOPERATIVE } else { 0 },
+            seed,
+            pool: self.pool.as_ref().map_or(std::ptr::null_mut(), |p| p.0),
+        };
+        let mut err = vec![0u8; ERR_CAP];
+        // SAFETY: `k.info` is a registry entry; `req` and the arrays it points at outlive the call; the
+        // caller guarantees the arguments match the kernel and its pointers address enough memory (the
+        // trampoline checks count and sizes, check_pointer_args that pointers are live allocations).
+        let rc = unsafe { ortho_emu_launch(k.info.0, &req, err.as_mut_ptr().cast(), err.len()) };
+        self.counters.update(|c| {
+            c.launches += 1;
+            c.cooperative_launches += cooperative as u64;
+        });
+        if rc == 0 {
+            return Ok(());
+        }
+        let msg = CStr::from_bytes_until_nul(&err).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        Err(Error::Device(format!("emu {}/{} (resume order {}): {msg}", k.family, k.name, self.order)))
+    }
+
+    /// Looks up the kernel, checks the argument arrays, and runs or records the launch.
+    ///
+    /// # Safety
+    /// As [`Driver::launch`].
+    unsafe fn launch_any(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        sizes: &[usize],
+        cooperative: bool,
+    ) -> Result<()> {
+        let k = find_kernel(family, kernel)?;
+        if params.len() != sizes.len() {
+            return Err(Error::Device(format!(
+                "emu {family}/{kernel}: {} parameter pointers but {} sizes",
+                params.len(),
+                sizes.len()
+            )));
+        }
+        if cooperative {
+            let threads = dims.block.0 * dims.block.1 * dims.block.2;
+            let per_sm = self.max_active_blocks_per_sm(family, kernel, threads, 0)?;
+            let blocks = dims.grid.0 as u64 * dims.grid.1 as u64 * dims.grid.2 as u64;
+            let most = per_sm as u64 * self.attrs.sm_count as u64;
+            if blocks > most {
+                return Err(Error::Device(format!(
+                    "emu {family}/{kernel}: a cooperative grid of {blocks} blocks of {threads} threads cannot be \
+                     co-resident on this device ({} SMs x {per_sm} blocks = {most} at most): launch fewer blocks",
+                    self.attrs.sm_count
+                )));
+            }
+        }
+        if let Some(nodes) = self.capturing().as_mut() {
+            // SAFETY: as in run_launch; the recorded pointers are checked now and again at replay.
+            unsafe { self.check_pointer_args(k, params, sizes)? };
+            let args = params
+                .iter()
+                .zip(sizes)
+                // SAFETY: the caller guarantees params[i] points at sizes[i] readable bytes.
+                .map(|(&p, &n)| unsafe { std::slice::from_raw_parts(p.cast::<u8>(), n) }.to_vec())
+                .collect();
+            nodes.push(Node::Launch { kernel: k, dims, args, cooperative });
+            return Ok(());
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.run_launch(k, dims, params, sizes, cooperative) }
+    }
+}
+
 impl Drop for EmuDriver {
     fn drop(&mut self) {
         let allocs = std::mem::take(&mut *self.allocs());
@@ -373,6 +534,11 @@ impl Driver for EmuDriver {
     }
 
     fn alloc(&self, bytes: usize) -> Result<DevPtr> {
+        self.not_capturing("alloc")?;
+        self.counters.update(|c| {
+            c.allocs += 1;
+            c.alloc_bytes += bytes as u64;
+        });
         let layout = Layout::from_size_align(bytes.max(1), ALIGN)
             .map_err(|_| Error::Device(format!("emu alloc: {bytes} bytes is too large")))?;
         // SAFETY: the layout has a nonzero size.
@@ -387,6 +553,8 @@ impl Driver for EmuDriver {
     }
 
     unsafe fn free(&self, ptr: DevPtr) {
+        // A free inside a capture would be an error on a GPU; nothing calls it there (buffers outlive the
+        // captured region), and a free cannot report an error, so it is carried out.
         let size = self.allocs().remove(&ptr);
         debug_assert!(size.is_some(), "emu free: {ptr:#x} is not a live allocation of this driver");
         if let Some(size) = size {
@@ -397,13 +565,17 @@ impl Driver for EmuDriver {
     }
 
     fn memset_zero(&self, dst: DevPtr, bytes: usize) -> Result<()> {
-        self.check_range("memset_zero", dst, bytes)?;
-        // SAFETY: [dst, dst + bytes) lies inside a live allocation (checked above).
-        unsafe { std::ptr::write_bytes(dst as *mut u8, 0, bytes) };
-        Ok(())
+        if let Some(nodes) = self.capturing().as_mut() {
+            self.check_range("memset_zero", dst, bytes)?;
+            nodes.push(Node::Memset { dst, bytes });
+            return Ok(());
+        }
+        self.memset_now(dst, bytes)
     }
 
     fn htod(&self, dst: DevPtr, src: &[u8]) -> Result<()> {
+        self.not_capturing("htod")?;
+        self.counters.update(|c| c.htod_bytes += src.len() as u64);
         self.check_range("htod", dst, src.len())?;
         // SAFETY: the destination lies inside a live allocation (checked above); the source is a slice.
         unsafe { std::ptr::copy(src.as_ptr(), dst as *mut u8, src.len()) };
@@ -411,6 +583,11 @@ impl Driver for EmuDriver {
     }
 
     fn dtoh(&self, dst: &mut [u8], src: DevPtr) -> Result<()> {
+        self.not_capturing("dtoh")?;
+        self.counters.update(|c| {
+            c.host_syncs += 1;
+            c.dtoh_bytes += dst.len() as u64;
+        });
         self.check_range("dtoh", src, dst.len())?;
         // SAFETY: the source lies inside a live allocation (checked above); the destination is a slice.
         unsafe { std::ptr::copy(src as *const u8, dst.as_mut_ptr(), dst.len()) };
@@ -418,11 +595,13 @@ impl Driver for EmuDriver {
     }
 
     fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
-        self.check_range("dtod", src, bytes)?;
-        self.check_range("dtod", dst, bytes)?;
-        // SAFETY: both ranges lie inside live allocations (checked above); `copy` allows overlap.
-        unsafe { std::ptr::copy(src as *const u8, dst as *mut u8, bytes) };
-        Ok(())
+        if let Some(nodes) = self.capturing().as_mut() {
+            self.check_range("dtod", src, bytes)?;
+            self.check_range("dtod", dst, bytes)?;
+            nodes.push(Node::Dtod { dst, src, bytes });
+            return Ok(());
+        }
+        self.dtod_now(dst, src, bytes)
     }
 
     unsafe fn launch(
@@ -433,41 +612,89 @@ impl Driver for EmuDriver {
         params: &mut [*mut c_void],
         sizes: &[usize],
     ) -> Result<()> {
-        let k = find_kernel(family, kernel)?;
-        if params.len() != sizes.len() {
-            return Err(Error::Device(format!(
-                "emu {family}/{kernel}: {} parameter pointers but {} sizes",
-                params.len(),
-                sizes.len()
-            )));
-        }
-        // SAFETY: the caller guarantees that params[i] points at an argument of sizes[i] bytes.
-        unsafe { self.check_pointer_args(k, params, sizes)? };
-        let (order, seed) = self.order.code();
-        let req = LaunchRequest {
-            grid: [dims.grid.0, dims.grid.1, dims.grid.2],
-            block: [dims.block.0, dims.block.1, dims.block.2],
-            params: params.as_ptr(),
-            sizes: sizes.as_ptr(),
-            nparams: params.len(),
-            order,
-            reserved: 0,
-            seed,
-            pool: self.pool.as_ref().map_or(std::ptr::null_mut(), |p| p.0),
-        };
-        let mut err = vec![0u8; ERR_CAP];
-        // SAFETY: `k.info` is a registry entry; `req` and the arrays it points at outlive the call; the
-        // caller guarantees the arguments match the kernel and its pointers address enough memory (the
-        // trampoline checks count and sizes, check_pointer_args that pointers are live allocations).
-        let rc = unsafe { ortho_emu_launch(k.info.0, &req, err.as_mut_ptr().cast(), err.len()) };
-        if rc == 0 {
-            return Ok(());
-        }
-        let msg = CStr::from_bytes_until_nul(&err).map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        Err(Error::Device(format!("emu {family}/{kernel} (resume order {}): {msg}", self.order)))
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_any(family, kernel, dims, params, sizes, false) }
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.not_capturing("synchronize")?;
+        self.counters.update(|c| c.host_syncs += 1);
         Ok(())
+    }
+
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    fn max_active_blocks_per_sm(
+        &self,
+        family: &str,
+        kernel: &str,
+        block_threads: u32,
+        shared_bytes: usize,
+    ) -> Result<u32> {
+        find_kernel(family, kernel)?;
+        if block_threads == 0 || block_threads > 1024 || shared_bytes > self.attrs.max_shared_per_block {
+            return Ok(0);
+        }
+        let by_threads = self.attrs.max_threads_per_sm / block_threads;
+        let by_shared = SHARED_PER_SM.checked_div(shared_bytes).map_or(u32::MAX, |v| v as u32);
+        Ok(by_threads.min(by_shared).min(MAX_BLOCKS_PER_SM))
+    }
+
+    unsafe fn launch_cooperative(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        sizes: &[usize],
+    ) -> Result<()> {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.launch_any(family, kernel, dims, params, sizes, true) }
+    }
+
+    fn begin_capture(&self) -> Result<()> {
+        let mut cap = self.capturing();
+        if cap.is_some() {
+            return Err(Error::Device("emu begin_capture: a capture is already in progress".into()));
+        }
+        *cap = Some(Vec::new());
+        Ok(())
+    }
+
+    fn end_capture(&self) -> Result<GraphId> {
+        let nodes =
+            self.capturing().take().ok_or_else(|| Error::Device("emu end_capture: no capture in progress".into()))?;
+        let id = self.next_graph.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.graphs.lock().unwrap_or_else(PoisonError::into_inner).insert(id, nodes);
+        Ok(GraphId(id))
+    }
+
+    fn replay(&self, graph: GraphId) -> Result<()> {
+        self.not_capturing("replay")?;
+        let graphs = self.graphs.lock().unwrap_or_else(PoisonError::into_inner);
+        let nodes = graphs.get(&graph.0).ok_or_else(|| Error::Device(format!("emu replay: no graph {}", graph.0)))?;
+        self.counters.update(|c| c.graph_replays += 1);
+        for node in nodes {
+            match node {
+                Node::Launch { kernel, dims, args, cooperative } => {
+                    let mut bytes = args.clone();
+                    let ptrs: Vec<*mut c_void> = bytes.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+                    let sizes: Vec<usize> = args.iter().map(Vec::len).collect();
+                    // SAFETY: the arguments were recorded from a launch whose caller guaranteed them, and
+                    // run_launch checks every pointer against the live allocations again.
+                    unsafe { self.run_launch(kernel, *dims, &ptrs, &sizes, *cooperative)? };
+                    self.counters.update(|c| c.graph_kernels += 1);
+                }
+                Node::Memset { dst, bytes } => self.memset_now(*dst, *bytes)?,
+                Node::Dtod { dst, src, bytes } => self.dtod_now(*dst, *src, *bytes)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn destroy_graph(&self, graph: GraphId) {
+        self.graphs.lock().unwrap_or_else(PoisonError::into_inner).remove(&graph.0);
     }
 }

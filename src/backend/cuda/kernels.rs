@@ -12,12 +12,14 @@ pub const FAMILIES: &[(&str, &str)] = &[
     ("elementwise", include_str!("../../../kernels/elementwise.cu")),
     ("emu_selftest", include_str!("../../../kernels/emu_selftest.cu")),
     ("emu_selftest_tc", include_str!("../../../kernels/emu_selftest_tc.cu")),
+    ("emu_selftest_grid", include_str!("../../../kernels/emu_selftest_grid.cu")),
     ("gemm", include_str!("../../../kernels/gemm.cu")),
     ("gemm_tc", include_str!("../../../kernels/gemm_tc.cu")),
     ("loss", include_str!("../../../kernels/loss.cu")),
     ("lstm", include_str!("../../../kernels/lstm.cu")),
     ("lu", include_str!("../../../kernels/lu.cu")),
     ("optim", include_str!("../../../kernels/optim.cu")),
+    ("recurrent", include_str!("../../../kernels/recurrent.cu")),
     ("reduce", include_str!("../../../kernels/reduce.cu")),
 ];
 
@@ -26,7 +28,12 @@ pub fn source(family: &str) -> Option<String> {
     FAMILIES.iter().find(|(f, _)| *f == family).map(|(_, src)| format!("{COMMON}\n#line 1 \"{family}.cu\"\n{src}"))
 }
 
-/// Production NVRTC options (besides the architecture and include paths). No `--use_fast_math`:
+/// Production NVRTC options (besides the architecture and include paths). The grid-wide barrier of
+/// `cooperative_groups` (recurrent.cu) needs no relocatable device code (`-rdc`) with NVRTC 12.9: the
+/// NVRTC/ptxas test assembles those kernels to a plain cubin for sm_80 and sm_90. It does need
+/// `<nv/target>` from CCCL on the include path (a toolkit's include folder, or the
+/// `nvidia-cuda-cccl-cu12` wheel).
+/// No `--use_fast_math`:
 /// it maps `tanhf`/`expf` to hardware approximations (`tanh.approx.f32`, relative error ~5e-4),
 /// which would make GPU training differ from the CPU and from PyTorch for little gain (the
 /// transcendental work is `O(T B n)` against the GEMMs' `O(T B n^2)`).

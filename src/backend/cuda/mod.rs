@@ -17,15 +17,19 @@ mod gemm;
 pub mod gemm_plan;
 pub mod kernels;
 mod lu;
+mod multi;
 mod ops;
+mod recurrent;
 mod reduce;
 
+use crate::backend::profile::Profile;
 use crate::backend::{DeviceBuf, Precision, Slice, SliceMut};
 use crate::error::{Error, Result};
 use driver::{Arg, DevPtr, DeviceAttrs, Driver, LaunchDims, PackedArgs};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 pub use gemm::GemmLaunch;
+pub use recurrent::RecurrenceMode;
 
 /// A device buffer of f32.
 pub struct CudaBuf<D: Driver> {
@@ -89,10 +93,14 @@ pub(crate) enum Slot {
     Lu,
     /// Per-block partials of fixed-order reductions.
     Reduce,
+    /// Per-block partials of the persistent recurrence's parameter gradient.
+    Recurrent,
+    /// Per-block partial sums of squares of the multi-tensor optimizer step.
+    Optim,
 }
 
 impl Slot {
-    const COUNT: usize = 3;
+    const COUNT: usize = 5;
 }
 
 /// Grow-only device workspaces, one allocation per [`Slot`], kept for the backend's lifetime: after the
@@ -124,6 +132,16 @@ pub struct Cuda<D: Driver> {
     sync_launches: bool,
     /// The arithmetic of the products marked reduced-precision-tolerant.
     precision: Precision,
+    ext: Arc<Ext<D>>,
+}
+
+/// State of the recurrence, tally and multi-tensor launch code.
+struct Ext<D: Driver> {
+    /// How the recurrence runs, and what the last recurrence ops ran (for `bench`).
+    rec_mode: Mutex<RecurrenceMode>,
+    notes: Mutex<std::collections::BTreeMap<String, String>>,
+    /// The per-iteration readback slots and the multi-tensor optimizer plan.
+    multi: Mutex<multi::MultiState<D>>,
 }
 
 impl<D: Driver> Clone for Cuda<D> {
@@ -134,6 +152,7 @@ impl<D: Driver> Clone for Cuda<D> {
             arena: self.arena.clone(),
             sync_launches: self.sync_launches,
             precision: self.precision,
+            ext: self.ext.clone(),
         }
     }
 }
@@ -159,10 +178,22 @@ impl<D: Driver> Cuda<D> {
     /// A backend over `drv`.
     pub fn new(drv: D) -> Result<Self> {
         let drv = Arc::new(drv);
+        let multi = multi::MultiState::new(&drv)?;
         let acc = DevAlloc::new(&drv, 32)?;
         let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
         let sync_launches = parse_sync_env(std::env::var(SYNC_ENV).ok().as_deref())?;
-        Ok(Cuda { drv, acc: Arc::new(Mutex::new(acc)), arena, sync_launches, precision: Precision::Fp32 })
+        Ok(Cuda {
+            drv,
+            acc: Arc::new(Mutex::new(acc)),
+            arena,
+            sync_launches,
+            precision: Precision::Fp32,
+            ext: Arc::new(Ext {
+                rec_mode: Mutex::new(RecurrenceMode::default()),
+                notes: Mutex::new(Default::default()),
+                multi: Mutex::new(multi),
+            }),
+        })
     }
 
     /// Whether every launch is followed by a synchronization (from `ORTHO_RNN_SYNC` at creation).
@@ -191,6 +222,16 @@ impl<D: Driver> Cuda<D> {
     /// The device's SM count and limits (what grids are sized from).
     pub fn attrs(&self) -> DeviceAttrs {
         self.drv.attrs()
+    }
+
+    /// The driver's activity counters so far.
+    pub fn profile(&self) -> Profile {
+        self.drv.counters().snapshot()
+    }
+
+    /// Counts the arithmetic of one op (`flops`) and the device-memory bytes it moves, for the profile.
+    pub(crate) fn work(&self, flops: f64, bytes: f64) {
+        self.drv.counters().update(|c| c.add_work(flops, bytes));
     }
 
     /// Workspace `slot` with at least `bytes` bytes (zeroed when first allocated or grown; otherwise

@@ -6,8 +6,7 @@ use super::reduce::blocks_1d;
 use super::{Cuda, CudaBuf, GemmLaunch, THREADS, act_code};
 use crate::backend::{
     Act, Activation, Backend, Epilogue, Gemm, LossStats, MapOp, OptimRule, OptimStep, Precision, SeqDims, Slice,
-    SliceMut,
-    check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
+    SliceMut, StepTensor, Tally, TallyValues, check_act, check_lincomb, check_lstm_bwd, check_lstm_fwd,
 };
 use crate::error::{Error, Result};
 
@@ -34,6 +33,9 @@ impl<D: Driver> Backend for Cuda<D> {
     }
     fn synchronize(&self) -> Result<()> {
         self.drv.synchronize()
+    }
+    fn profile(&self) -> Option<crate::backend::profile::Profile> {
+        Some(Cuda::profile(self))
     }
 
     fn zeros(&self, len: usize) -> Result<CudaBuf<D>> {
@@ -76,6 +78,7 @@ impl<D: Driver> Backend for Cuda<D> {
         a.check("gemm(A)", ea)?;
         b.check("gemm(B)", eb)?;
         c.check("gemm(C)", ec)?;
+        self.work(g.flops(), 4.0 * (ea + eb + 2 * ec) as f64);
         let mut l =
             GemmLaunch::dense(g.m, g.n, g.k, Cuda::ptr(&a), g.trans_a, Cuda::ptr(&b), g.trans_b, Cuda::ptr_mut(&c));
         (l.batch, l.sab, l.sbb, l.scb) = (g.batch, g.stride_a as i64, g.stride_b as i64, g.stride_c as i64);
@@ -172,6 +175,7 @@ impl<D: Driver> Backend for Cuda<D> {
     fn act_fwd(&self, act: Act<Self>, a: Slice<Self>, h: SliceMut<Self>, cols: usize) -> Result<()> {
         check_act(&act, a.len, cols)?;
         h.check("act_fwd(h)", a.len)?;
+        self.work(a.len as f64, 8.0 * a.len as f64);
         let param = act.param.as_ref().map_or(Arg::Ptr(0), p);
         let args = [n64(a.len), Arg::I32(cols as i32), Arg::I32(act_code(act.kind)), p(&a), param, pm(&h)];
         self.launch_1d("activation", "act_fwd_f32", a.len, &args)
@@ -193,6 +197,7 @@ impl<D: Driver> Backend for Cuda<D> {
         if let Some(d) = &dparam {
             d.check("act_bwd(dparam)", act.kind.param_len(cols))?;
         }
+        self.work(2.0 * a.len as f64, 16.0 * a.len as f64);
         if let (Some(d), Some(prm)) = (&dparam, &act.param)
             && matches!(act.kind, Activation::Prelu | Activation::Modrelu)
         {
@@ -268,6 +273,7 @@ impl<D: Driver> Backend for Cuda<D> {
         logits.check("softmax_xent(logits)", rows * classes)?;
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
+        self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
         let blocks = rows.div_ceil(8).max(1);
         let [sum, correct, count, invalid] = self.fixed_sum::<4>(blocks, |part| {
             let args = [
@@ -303,6 +309,7 @@ impl<D: Driver> Backend for Cuda<D> {
 
     fn sum_sq(&self, x: Slice<Self>) -> Result<f64> {
         x.check("sum_sq", x.len)?;
+        self.work(2.0 * x.len as f64, 4.0 * x.len as f64);
         let blocks = blocks_1d(x.len);
         let [s] = self.fixed_sum::<1>(blocks, |part| {
             self.launch(
@@ -329,6 +336,7 @@ impl<D: Driver> Backend for Cuda<D> {
     fn col_sum(&self, x: Slice<Self>, rows: usize, cols: usize, beta: f32, out: SliceMut<Self>) -> Result<()> {
         x.check("col_sum(x)", rows * cols)?;
         out.check("col_sum(out)", cols)?;
+        self.work((rows * cols) as f64, 4.0 * (rows * cols + 2 * cols) as f64);
         let args = [Arg::I32(rows as i32), Arg::I32(cols as i32), p(&x), Arg::F32(beta), pm(&out)];
         self.launch("reduce", "col_sum_f32", (cols.div_ceil(32).max(1) as u32, 1, 1), (32, 8, 1), &args)
     }
@@ -345,6 +353,8 @@ impl<D: Driver> Backend for Cuda<D> {
     }
     fn lu_factor_into(&self, a: Slice<Self>, lu: &mut CudaLu<D>) -> Result<()> {
         a.check("lu_factor", lu.n() * lu.n())?;
+        let n = lu.n();
+        self.work(2.0 * (n * n * n) as f64 / 3.0, 8.0 * (n * n) as f64);
         self.lu_factor_dev(Cuda::ptr(&a), lu)
     }
     fn lu_status(&self, lu: &CudaLu<D>) -> Result<()> {
@@ -352,6 +362,7 @@ impl<D: Driver> Backend for Cuda<D> {
     }
     fn lu_solve(&self, lu: &CudaLu<D>, b: SliceMut<Self>, nrhs: usize, transpose: bool) -> Result<()> {
         b.check("lu_solve", lu.n() * nrhs)?;
+        self.work(2.0 * (lu.n() * lu.n() * nrhs) as f64, 4.0 * (lu.n() * lu.n() + 2 * lu.n() * nrhs) as f64);
         self.lu_solve_dev(lu, Cuda::ptr_mut(&b), nrhs, transpose)
     }
 
@@ -368,6 +379,7 @@ impl<D: Driver> Backend for Cuda<D> {
         grad.check("optim_step(grad)", n)?;
         s1.check("optim_step(s1)", n)?;
         s2.check("optim_step(s2)", n)?;
+        self.work(8.0 * n as f64, 4.0 * 7.0 * n as f64);
         let (lr, wd) = (Arg::F32(step.lr as f32), Arg::F32(step.weight_decay as f32));
         match step.rule {
             OptimRule::Sgd { momentum, nesterov } => {
@@ -410,8 +422,8 @@ impl<D: Driver> Backend for Cuda<D> {
         }
     }
 
-    /// One GEMM per step (plus its split-K reduction where the planner splits k), the activation fused
-    /// into its epilogue.
+    /// The persistent cooperative kernel where it fits, else one GEMM launch per step with the
+    /// activation fused into its epilogue (see `recurrent.rs`).
     fn recurrent_forward(
         &self,
         w: Slice<Self>,
@@ -420,28 +432,11 @@ impl<D: Driver> Backend for Cuda<D> {
         h: SliceMut<Self>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_forward(w)", d.n * d.n)?;
-        pre.check("recurrent_forward(pre)", d.t * bn)?;
-        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        check_act(&act, bn, d.n)?;
-        let (wp, pp, hp) = (Cuda::ptr(&w), Cuda::ptr_mut(&pre), Cuda::ptr_mut(&h));
-        for t in 0..d.t {
-            let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
-            let mut g = GemmLaunch::dense(d.batch, d.n, d.n, at(hp, t), false, wp, true, at(pp, t));
-            g.beta = 1.0;
-            g.precision = self.precision;
-            g.act = Some(act.kind);
-            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
-            g.act_out = at(hp, t + 1);
-            self.launch_gemm(&g)?;
-        }
-        Ok(())
+        self.recurrence_forward(w, act, pre, h, d)
     }
 
-    /// One GEMM launch per step with the activation's backward in the epilogue
-    /// (`dh_t += delta_{t+1} W` kept in `dh`, `delta_t = J^T dh_t` written), then one pass for the
-    /// activation parameter's gradient.
+    /// The persistent cooperative kernel where it fits, else one GEMM launch per step with the
+    /// activation's backward in the epilogue (see `recurrent.rs`).
     fn recurrent_backward(
         &self,
         w: Slice<Self>,
@@ -449,40 +444,67 @@ impl<D: Driver> Backend for Cuda<D> {
         pre: Slice<Self>,
         h: Slice<Self>,
         dh: SliceMut<Self>,
-        mut delta: SliceMut<Self>,
+        delta: SliceMut<Self>,
         dparam: Option<SliceMut<Self>>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_backward(w)", d.n * d.n)?;
-        pre.check("recurrent_backward(pre)", d.t * bn)?;
-        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
-        dh.check("recurrent_backward(dh)", d.t * bn)?;
-        delta.check("recurrent_backward(delta)", d.t * bn)?;
-        check_act(&act, bn, d.n)?;
-        let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
-        let (wp, pp, hp, dhp, dp) =
-            (Cuda::ptr(&w), Cuda::ptr(&pre), Cuda::ptr(&h), Cuda::ptr_mut(&dh), Cuda::ptr_mut(&delta));
-        for t in (0..d.t).rev() {
-            // K = 0 on the last step: the product vanishes and the epilogue alone forms delta_{T-1}.
-            let k = if t + 1 < d.t { d.n } else { 0 };
-            let src = if t + 1 < d.t { at(dp, t + 1) } else { dp };
-            let mut g = GemmLaunch::dense(d.batch, d.n, k, src, false, wp, false, at(dhp, t));
-            g.beta = 1.0;
-            g.precision = self.precision;
-            g.act = Some(act.kind);
-            g.act_param = act.param.as_ref().map_or(0, Cuda::ptr);
-            g.act_out = at(dp, t);
-            g.pre = at(pp, t);
-            g.hval = at(hp, t + 1);
-            self.launch_gemm(&g)?;
-        }
-        if let Some(dparam) = dparam {
-            // dh now holds dL/dh_t for every step; one pass accumulates the parameter gradient
-            // (and rewrites delta with the same values).
-            let h_out = h.sub(bn, d.t * bn);
-            self.act_bwd(act, pre, h_out, dh.as_ref(), delta.rb(), Some(dparam), d.n)?;
-        }
-        Ok(())
+        self.recurrence_backward(w, act, pre, h, dh, delta, dparam, d)
+    }
+
+    fn path_notes(&self) -> Vec<(String, String)> {
+        Cuda::path_notes(self)
+    }
+
+    fn tally_reset(&self, slot: Tally) -> Result<()> {
+        self.tally_reset_dev(slot)
+    }
+    fn tally_read(&self) -> Result<TallyValues> {
+        self.tally_read_dev()
+    }
+    fn softmax_xent_tally(
+        &self,
+        logits: Slice<Self>,
+        targets: Slice<Self>,
+        grad: SliceMut<Self>,
+        classes: usize,
+        scale: f32,
+        slot: Tally,
+    ) -> Result<()> {
+        let rows = logits.len / classes.max(1);
+        logits.check("softmax_xent(logits)", rows * classes)?;
+        targets.check("softmax_xent(targets)", rows)?;
+        grad.check("softmax_xent(grad)", rows * classes)?;
+        self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
+        self.softmax_xent_into(
+            (Cuda::ptr(&logits), Cuda::ptr(&targets), Cuda::ptr_mut(&grad)),
+            rows,
+            classes,
+            scale,
+            slot,
+        )
+    }
+    fn mse_tally(
+        &self,
+        pred: Slice<Self>,
+        target: Slice<Self>,
+        grad: SliceMut<Self>,
+        scale: f32,
+        slot: Tally,
+    ) -> Result<()> {
+        target.check("mse(target)", pred.len)?;
+        grad.check("mse(grad)", pred.len)?;
+        self.mse_into((Cuda::ptr(&pred), Cuda::ptr(&target), Cuda::ptr_mut(&grad)), pred.len, scale, slot)
+    }
+    fn clip_and_step(&self, tensors: &mut [StepTensor<'_, Self>], clip: Option<f64>) -> Result<()> {
+        self.clip_and_step_dev(tensors, clip)
+    }
+    fn capture(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<Option<u64>> {
+        self.capture_dev(f).map(Some)
+    }
+    fn replay(&self, graph: u64) -> Result<()> {
+        self.replay_dev(graph)
+    }
+    fn drop_graph(&self, graph: u64) {
+        self.drop_graph_dev(graph)
     }
 }
