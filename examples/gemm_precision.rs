@@ -63,7 +63,9 @@ fn main() {
     };
     let (r, q) = (orth(&mut rng), orth(&mut rng));
     println!("n = {n}; emulated CUDA backend (132 SMs), f64 reference");
-    println!("| precision | product: worst |C - C_ref| / (|A||B|) | product: ||C - C_ref||_F / ||C_ref||_F | drift after 1 product | after 10 |");
+    println!(
+        "| precision | product: worst |C - C_ref| / (|A||B|) | product: ||C - C_ref||_F / ||C_ref||_F | drift after 1 product | after 10 |"
+    );
     println!("|---|---|---|---|---|");
     for p in Precision::ALL {
         let dev = Cuda::new(EmuDriver::new().with_workers(2).unwrap()).unwrap().with_precision(p);
@@ -79,11 +81,6 @@ fn main() {
                 drifts.push(drift(&wide(&m), n));
             }
         }
-        println!(
-            "| {p} | {worst:.2e} | {:.2e} | {:.2e} | {:.2e} |",
-            (num / den).sqrt(),
-            drifts[0],
-            drifts[1]
-        );
+        println!("| {p} | {worst:.2e} | {:.2e} | {:.2e} | {:.2e} |", (num / den).sqrt(), drifts[0], drifts[1]);
     }
 }

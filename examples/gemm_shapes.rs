@@ -112,7 +112,9 @@ fn describe(p: &GemmPlan) -> String {
 
 fn table(n: usize, bs: usize) {
     println!("\n#### hidden {n}, batch {bs} (T = 100: 120 steps)\n");
-    println!("| product | M x N x K | before: kernel, blocks, est. % FP32 peak | after FP32 | after TF32 | after BF16 |");
+    println!(
+        "| product | M x N x K | before: kernel, blocks, est. % FP32 peak | after FP32 | after TF32 | after BF16 |"
+    );
     println!("|---|---|---|---|---|---|");
     let mut totals = [0.0f64; 4];
     let mut flops = 0.0;

@@ -32,6 +32,17 @@ extern "C" __global__ void reduce_partials_f64(int nparts, int width, const doub
     }
 }
 
+// out[j] += the sum of the partials over b, in a fixed order (one block): device-side tallies that
+// several ops add into within one iteration.
+extern "C" __global__ void accumulate_partials_f64(int nparts, int width, const double* part, double* out) {
+    for (int j = 0; j < width; ++j) {
+        double s = 0.0;
+        for (int b = threadIdx.x; b < nparts; b += blockDim.x) s += part[(long long)b * width + j];
+        s = block_sum_d(s);
+        if (threadIdx.x == 0) out[j] += s;
+    }
+}
+
 extern "C" __global__ void add_col_partials_f32(int parts, int cols, const double* part, float* out) {
     GRID_STRIDE(c, cols) {
         double s = 0.0;

@@ -6,7 +6,7 @@
 //!   depend on the data (no readback), so a dry run at `n = 1000` counts exactly what a GPU would run.
 
 use ortho_rnn::backend::cuda::Cuda;
-use ortho_rnn::backend::cuda::driver::{DevPtr, DeviceAttrs, Driver, LaunchDims};
+use ortho_rnn::backend::cuda::driver::{Counters, DevPtr, DeviceAttrs, Driver, GraphId, LaunchDims};
 use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
 use ortho_rnn::backend::{Activation, Backend, OptimRule, Slice, SliceMut};
 use ortho_rnn::linalg::CayleyStep;
@@ -124,6 +124,46 @@ impl Driver for Counting {
     fn synchronize(&self) -> ortho_rnn::Result<()> {
         self.take_fault("cuCtxSynchronize")?;
         self.inner.synchronize()
+    }
+    fn counters(&self) -> &Counters {
+        self.inner.counters()
+    }
+    fn max_active_blocks_per_sm(
+        &self,
+        family: &str,
+        kernel: &str,
+        block_threads: u32,
+        shared_bytes: usize,
+    ) -> ortho_rnn::Result<u32> {
+        self.inner.max_active_blocks_per_sm(family, kernel, block_threads, shared_bytes)
+    }
+    unsafe fn launch_cooperative(
+        &self,
+        family: &str,
+        kernel: &str,
+        dims: LaunchDims,
+        params: &mut [*mut c_void],
+        sizes: &[usize],
+    ) -> ortho_rnn::Result<()> {
+        self.launches.fetch_add(1, Ordering::SeqCst);
+        self.kernels.lock().unwrap().push(kernel.to_string());
+        if self.dry.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        // SAFETY: forwarded unchanged; the caller's guarantee carries over.
+        unsafe { self.inner.launch_cooperative(family, kernel, dims, params, sizes) }
+    }
+    fn begin_capture(&self) -> ortho_rnn::Result<()> {
+        self.inner.begin_capture()
+    }
+    fn end_capture(&self) -> ortho_rnn::Result<GraphId> {
+        self.inner.end_capture()
+    }
+    fn replay(&self, graph: GraphId) -> ortho_rnn::Result<()> {
+        self.inner.replay(graph)
+    }
+    fn destroy_graph(&self, graph: GraphId) {
+        self.inner.destroy_graph(graph)
     }
 }
 

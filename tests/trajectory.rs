@@ -329,6 +329,7 @@ fn keep_best_writes_the_checkpoint_of_the_best_evaluation() {
         seed: 1,
         eval_every: 20,
         iters: 200,
+        precision: Default::default(),
     };
     let json = serde_json::to_string(&run).unwrap();
     let b = Cpu::<f32>::new(1);

@@ -116,7 +116,7 @@ pub struct Failure {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Finished {
     Train(Box<Summary>),
-    Bench(BenchResult),
+    Bench(Box<BenchResult>),
 }
 
 /// Where a run stands on disk.
@@ -158,7 +158,7 @@ pub fn state(dir: &Path, job: &Job) -> RunState {
     if summary.is_file() {
         let parsed = match job {
             Job::Train(_) => read_json::<Summary>(&summary).map(|s| Finished::Train(Box::new(s))),
-            Job::Bench(_) => read_json::<BenchResult>(&summary).map(Finished::Bench),
+            Job::Bench(_) => read_json::<BenchResult>(&summary).map(|r| Finished::Bench(Box::new(r))),
         };
         return RunState::Finished(parsed.map_err(|e| e.to_string()));
     }
@@ -345,7 +345,8 @@ impl BackendJob for SweepJob<'_> {
                 }
                 Job::Bench(s) => {
                     write_config(&dir, cfg, None, b, opts)?;
-                    bench(b, &s.model, s.optim, s.seq_len, s.batch, s.iters).map(|r| (Finished::Bench(r), None))
+                    bench(b, &s.model, s.optim, s.seq_len, s.batch, s.iters)
+                        .map(|r| (Finished::Bench(Box::new(r)), None))
                 }
             };
             let secs = t0.elapsed().as_secs_f64();

@@ -7,8 +7,8 @@
 //! in the count.
 
 use super::build::{ModelKind, ModelSpec};
-use crate::backend::{Backend, Precision};
 use crate::backend::profile::{GpuModel, Profile};
+use crate::backend::{Backend, Precision};
 use crate::error::Result;
 use crate::nn::{BatchStats, Model, Pass, StageKey};
 use crate::optim::{OptimConfig, Optimizer, StepInfo};

@@ -78,7 +78,9 @@ pub fn nvrtc_include_paths() -> Vec<String> {
     cands.push("/usr/local/cuda/include".into());
     let mut out: Vec<String> = Vec::new();
     for c in cands {
-        if c.join("cuda_fp16.h").exists() || c.join("crt").join("mma.h").exists() || c.join("nv").join("target").exists()
+        if c.join("cuda_fp16.h").exists()
+            || c.join("crt").join("mma.h").exists()
+            || c.join("nv").join("target").exists()
         {
             let s = c.to_string_lossy().into_owned();
             if !out.contains(&s) {
@@ -522,9 +524,11 @@ impl Driver for CudarcDriver {
             c.dtoh_bytes += dst.len() as u64;
         });
         // SAFETY: as above; the stream is synchronized before `dst` is used.
-        unsafe { dres::memcpy_dtoh_async(dst, src, self.stream.0) }.map_err(|e| derr(&format!("cuMemcpyDtoHAsync{FAULT_HINT}"), e))?;
+        unsafe { dres::memcpy_dtoh_async(dst, src, self.stream.0) }
+            .map_err(|e| derr(&format!("cuMemcpyDtoHAsync{FAULT_HINT}"), e))?;
         // SAFETY: the driver's own stream.
-        unsafe { dres::stream::synchronize(self.stream.0) }.map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
+        unsafe { dres::stream::synchronize(self.stream.0) }
+            .map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
     }
     fn dtod(&self, dst: DevPtr, src: DevPtr, bytes: usize) -> Result<()> {
         self.bind()?;
@@ -547,7 +551,8 @@ impl Driver for CudarcDriver {
         self.bind()?;
         self.counters.update(|c| c.host_syncs += 1);
         // SAFETY: the driver's own stream.
-        unsafe { dres::stream::synchronize(self.stream.0) }.map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
+        unsafe { dres::stream::synchronize(self.stream.0) }
+            .map_err(|e| derr(&format!("cuStreamSynchronize{FAULT_HINT}"), e))
     }
     fn counters(&self) -> &Counters {
         &self.counters

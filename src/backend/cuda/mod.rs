@@ -107,6 +107,8 @@ impl Slot {
 /// first call at a given size nothing is allocated on the hot path.
 struct Arena<D: Driver> {
     cells: [Mutex<Option<DevAlloc<D>>>; Slot::COUNT],
+    /// Allocations a slot outgrew, freed with the backend (graphs captured before a growth use them).
+    retired: Mutex<Vec<DevAlloc<D>>>,
 }
 
 /// Exclusive use of one workspace slot of at least the requested size, until dropped. Work launched
@@ -180,7 +182,8 @@ impl<D: Driver> Cuda<D> {
         let drv = Arc::new(drv);
         let multi = multi::MultiState::new(&drv)?;
         let acc = DevAlloc::new(&drv, 32)?;
-        let arena = Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)) });
+        let arena =
+            Arc::new(Arena { cells: std::array::from_fn(|_| Mutex::new(None)), retired: Mutex::new(Vec::new()) });
         let sync_launches = parse_sync_env(std::env::var(SYNC_ENV).ok().as_deref())?;
         Ok(Cuda {
             drv,
@@ -238,9 +241,14 @@ impl<D: Driver> Cuda<D> {
     /// holding whatever its last user left).
     pub(crate) fn scratch(&self, slot: Slot, bytes: usize) -> Result<Scratch<'_, D>> {
         let mut guard = self.arena.cells[slot as usize].lock().unwrap_or_else(PoisonError::into_inner);
-        if guard.as_ref().map_or(0, |a| a.bytes) < bytes.max(1) {
-            *guard = None; // free the smaller allocation first
-            *guard = Some(DevAlloc::new(&self.drv, bytes.max(1))?);
+        let have = guard.as_ref().map_or(0, |a| a.bytes);
+        if have < bytes.max(1) {
+            // Doubling bounds the retired allocations by the live one. The smaller allocation is kept
+            // alive, not freed: a captured CUDA graph may hold its address and replay after the growth.
+            let grown = DevAlloc::new(&self.drv, bytes.max(1).max(2 * have))?;
+            if let Some(old) = guard.replace(grown) {
+                self.arena.retired.lock().unwrap_or_else(PoisonError::into_inner).push(old);
+            }
         }
         Ok(Scratch { guard })
     }

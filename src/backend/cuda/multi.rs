@@ -135,7 +135,9 @@ impl<D: Driver> Cuda<D> {
         Ok(out)
     }
 
-    /// The softmax cross-entropy kernel with its totals accumulated into `slot`.
+    /// The softmax cross-entropy kernel with its totals added to `slot`: per-block partials in
+    /// [`Slot::Reduce`], then one fixed-order pass (no float atomics, so the bits do not depend on
+    /// which block finishes first).
     pub(crate) fn softmax_xent_into(
         &self,
         args: (DevPtr, DevPtr, DevPtr),
@@ -145,7 +147,8 @@ impl<D: Driver> Cuda<D> {
         slot: Tally,
     ) -> Result<()> {
         let (logits, targets, grad) = args;
-        let acc = self.tally_ptr(slot);
+        let blocks = rows.div_ceil(8).max(1);
+        let part = self.scratch(Slot::Reduce, 8 * 4 * blocks)?;
         let args = [
             Arg::I32(rows as i32),
             Arg::I32(classes as i32),
@@ -153,18 +156,33 @@ impl<D: Driver> Cuda<D> {
             Arg::Ptr(targets),
             Arg::Ptr(grad),
             Arg::F32(scale),
-            Arg::Ptr(acc),
+            Arg::Ptr(part.ptr()),
         ];
-        self.launch("loss", "softmax_xent_f32", (rows.div_ceil(8).max(1) as u32, 1, 1), (256, 1, 1), &args)
+        self.launch("loss", "softmax_xent_f32", (blocks as u32, 1, 1), (256, 1, 1), &args)?;
+        self.accumulate_partials(part.ptr(), blocks, 4, slot)
     }
 
-    /// The MSE kernel with its squared-error sum accumulated into `slot` (first value only).
+    /// The MSE kernel with its squared-error sum added to `slot` (first value only), in a fixed order.
     pub(crate) fn mse_into(&self, args: (DevPtr, DevPtr, DevPtr), len: usize, scale: f32, slot: Tally) -> Result<()> {
         let (pred, target, grad) = args;
-        let acc = self.tally_ptr(slot);
-        let args =
-            [Arg::I64(len as i64), Arg::Ptr(pred), Arg::Ptr(target), Arg::Ptr(grad), Arg::F32(scale), Arg::Ptr(acc)];
-        self.launch_1d("loss", "mse_f32", len, &args)
+        let blocks = super::reduce::blocks_1d(len);
+        let part = self.scratch(Slot::Reduce, 8 * blocks)?;
+        let args = [
+            Arg::I64(len as i64),
+            Arg::Ptr(pred),
+            Arg::Ptr(target),
+            Arg::Ptr(grad),
+            Arg::F32(scale),
+            Arg::Ptr(part.ptr()),
+        ];
+        self.launch_1d("loss", "mse_f32", len, &args)?;
+        self.accumulate_partials(part.ptr(), blocks, 1, slot)
+    }
+
+    /// Adds `width` sums over `parts` partials (part `b` at `8 width b` bytes) to `slot`.
+    fn accumulate_partials(&self, part: DevPtr, parts: usize, width: usize, slot: Tally) -> Result<()> {
+        let args = [Arg::I32(parts as i32), Arg::I32(width as i32), Arg::Ptr(part), Arg::Ptr(self.tally_ptr(slot))];
+        self.launch("reduce", "accumulate_partials_f64", (1, 1, 1), (256, 1, 1), &args)
     }
 
     /// [`crate::backend::Backend::clip_and_step`]: two launches for every tensor (see the module docs).

@@ -168,8 +168,8 @@ impl<D: Driver> Cuda<D> {
                 for t in 0..d.t {
                     let at = |base: u64, blk: usize| base + 4 * (blk * bn) as u64;
                     let mut g = GemmLaunch::dense(d.batch, d.n, d.n, at(hp, t), false, wp, true, at(pp, t));
-                                        g.precision = self.precision;
-g.beta = 1.0;
+                    g.precision = self.precision;
+                    g.beta = 1.0;
                     g.act = Some(act.kind);
                     g.act_param = param;
                     g.act_out = at(hp, t + 1);
@@ -244,8 +244,8 @@ g.beta = 1.0;
                     let k = if t + 1 < d.t { d.n } else { 0 };
                     let src = if t + 1 < d.t { at(dp, t + 1) } else { dp };
                     let mut g = GemmLaunch::dense(d.batch, d.n, k, src, false, wp, false, at(dhp, t));
-                                        g.precision = self.precision;
-g.beta = 1.0;
+                    g.precision = self.precision;
+                    g.beta = 1.0;
                     g.act = Some(act.kind);
                     g.act_param = param;
                     g.act_out = at(dp, t);
