@@ -581,3 +581,31 @@ fn emu_training_iterations_match_cpu_and_replayed_graphs_match_direct_bits() {
         }
     }
 }
+
+/// The GPU-recurrence issue's budget: an Elman iteration (the copy task, RMSprop with clipping)
+/// launches at most 20 kernels and synchronizes with the host at most twice, counted by the driver
+/// layer under emu (the counts depend on T only through the persistent kernel's grid barriers).
+#[test]
+fn emu_rnn_iteration_stays_within_the_launch_and_sync_budget() {
+    use ortho_rnn::backend::cuda::Cuda;
+    use ortho_rnn::backend::cuda::emu::EmuDriver;
+    use ortho_rnn::optim::OptimConfig;
+    use ortho_rnn::train::bench::{BenchOptions, bench_with};
+    use ortho_rnn::train::build::{ModelKind, ModelSpec};
+    let spec = ModelSpec::of(ModelKind::Rnn, 16);
+    let opt = OptimConfig {
+        rule: OptimRule::RmsProp { rho: 0.9, eps: 1e-8 },
+        lr: 1e-3,
+        geo_lr: 1e-3,
+        clip: Some(1.0),
+        weight_decay: 0.0,
+    };
+    let emu = Cuda::new(EmuDriver::new()).unwrap();
+    let r = bench_with(&emu, &spec, opt, 6, 4, 3, BenchOptions { profile: true, predict: None }).unwrap();
+    let p = r.profile.expect("--profile counts");
+    assert!(p.launches_per_iter <= 20.0, "{} launches per iteration", p.launches_per_iter);
+    assert!(p.host_syncs_per_iter <= 2.0, "{} host syncs per iteration", p.host_syncs_per_iter);
+    assert_eq!(p.allocs_per_iter, 0.0, "allocations inside an iteration");
+    assert!(p.graph_kernels_per_iter > 0.0, "the iteration replays a graph: {p:?}");
+    assert!(p.paths.values().any(|v| v.starts_with("persistent")), "{:?}", p.paths);
+}

@@ -81,7 +81,7 @@ mod tests {
         all.dedup();
         assert_eq!(all.len(), n, "entry point names must be unique across families");
         assert!(all.contains(&"gemm_f32".to_string()));
-        assert!(all.contains(&"lu_panel_f32".to_string()));
+        assert!(all.contains(&"lu_panel_32x1_f32".to_string()));
     }
 
     #[test]
