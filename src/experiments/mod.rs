@@ -23,6 +23,7 @@
 //! protocol, and every output says so), `full` (the papers' protocol, as each plan's notes record,
 //! with the choices made where a paper is silent).
 
+pub mod cluster;
 pub mod data;
 pub mod paper;
 pub mod plots;
