@@ -131,7 +131,7 @@ fn two_shards_and_the_report_equal_one_run() {
     for n in &missing {
         assert!(t.contains(n.as_str()), "--report does not name the missing run {n}: {t}");
     }
-    assert!(t.contains(&format!("{} of {} runs not complete", missing.len(), names.len())), "{t}");
+    assert!(t.contains(&format!("{} of {} runs not complete (yet)", missing.len(), names.len())), "{t}");
     assert_ne!(results(&out), want);
 
     // Shard 2/2 is the last to finish: it writes the results, equal to the unsharded run's.
@@ -293,4 +293,38 @@ fn a_slurm_job_array_gives_the_single_process_results() {
     );
     cleanup(&out);
     cleanup(&refdir);
+}
+
+/// `scancel` and preemption send SIGTERM: the process releases the locks of `--out` and of the
+/// run it was training, exits with 128 + 15, and the next invocation resumes.
+#[test]
+fn sigterm_releases_every_lock() {
+    let out = scratch("sigterm");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ortho-rnn"))
+        .args(["experiment", SWEEP, "--quick", "--quiet", "--threads", "1", "--out", out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let locks = |out: &Path| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(out)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path().join(".ortho-rnn.lock")).collect())
+            .unwrap_or_default();
+        v.push(out.join(".ortho-rnn.lock"));
+        v.into_iter().filter(|p| p.is_file()).collect()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while locks(&out).len() < 2 {
+        assert!(Instant::now() < deadline, "no run lock appeared in 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the sweep ended before it could be stopped");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + 15), "{err}");
+    assert!(err.contains("locks released"), "{err}");
+    assert_eq!(locks(&out), Vec::<PathBuf>::new());
+    cleanup(&out);
 }

@@ -300,7 +300,7 @@ fn finish(report: &experiments::SweepReport, settings: &Settings, shard: Option<
     }
     if !report.missing.is_empty() {
         println!(
-            "{}: {} of {} runs not complete: {}",
+            "{}: {} of {} runs not complete (yet): {}",
             report.plan.name,
             report.missing.len(),
             report.plan.runs.len(),

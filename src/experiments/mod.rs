@@ -17,6 +17,9 @@
 //! <out>/<run>/summary.json           written atomically when the run finished: marks it done
 //! <out>/<run>/diverged.json          instead, when training stopped on a non-finite loss
 //! <out>/smoke-data/                  --smoke without --data: a tiny generated data set
+//! <out>/.ortho-rnn.lock, <run>/.ortho-rnn.lock  locks of the directory and of a run while it trains
+//! <out>/shards/K-of-N.done           --shard K/N finished (the last of N writes the results)
+//! <out>/slurm-*.sbatch, slurm-logs/  --slurm: the array and report job scripts and their output
 //! ```
 //!
 //! Sizes ([`Size`]): `smoke` (seconds, for CI), `quick` (minutes on 2 CPU cores; not the papers'
