@@ -23,6 +23,8 @@ pub const MAX_BENCH_ITERS: usize = 1 << 20;
 pub const MAX_TRAIN_EXAMPLES: usize = 1 << 40;
 /// Largest `--threads`.
 pub const MAX_THREADS: usize = 1024;
+/// Largest `experiment --jobs` and number of `--devices` entries (concurrent runs of one process).
+pub const MAX_JOBS: usize = 256;
 /// Largest element count of one tensor on `--device cuda` and `emu`: the kernels index with 32-bit
 /// signed integers.
 pub const MAX_DEVICE_ELEMENTS: u64 = i32::MAX as u64;
@@ -50,7 +52,7 @@ pub struct Available {
 pub fn available_memory(device: DeviceKind) -> Option<Available> {
     match device {
         DeviceKind::Cpu | DeviceKind::Emu => host_available(),
-        DeviceKind::Cuda => gpu_free(0),
+        DeviceKind::Cuda(k) => gpu_free(k),
     }
 }
 
@@ -93,9 +95,9 @@ pub fn check_memory(device: DeviceKind, e: &crate::train::memory::Estimate) -> R
     let placement = match device {
         DeviceKind::Cpu => Placement::Host,
         DeviceKind::Emu => Placement::EmulatedDevice,
-        DeviceKind::Cuda => Placement::Gpu,
+        DeviceKind::Cuda(_) => Placement::Gpu,
     };
-    let gpu = if device == DeviceKind::Cuda { gpu_free(0) } else { None };
+    let gpu = if let DeviceKind::Cuda(k) = device { gpu_free(k) } else { None };
     check(e, placement, host_available().as_ref(), gpu.as_ref())
 }
 
@@ -105,7 +107,7 @@ pub fn check_memory(device: DeviceKind, e: &crate::train::memory::Estimate) -> R
 /// creation meets that limit, so the workers get at most half of it.
 pub fn max_threads(device: DeviceKind) -> usize {
     match device {
-        DeviceKind::Cpu | DeviceKind::Cuda => MAX_THREADS,
+        DeviceKind::Cpu | DeviceKind::Cuda(_) => MAX_THREADS,
         DeviceKind::Emu => {
             let maps = std::fs::read_to_string("/proc/sys/vm/max_map_count")
                 .ok()

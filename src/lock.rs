@@ -29,6 +29,23 @@
 //!   racing both within the same few microseconds can, in the worst case, see the lock released.
 //! - A record being written by the `O_EXCL` fallback is briefly empty; an unreadable record
 //!   younger than [`UNREADABLE_GRACE`] is waited for, an older one is reported with its path.
+//!
+//! # Leases (locks of experiment runs)
+//! A lock taken with [`Lock::directory_leased`] records a lease of `L` seconds and is kept fresh
+//! by a background thread of the holder, which sets the lock file's modification time to now
+//! every `L / 10` seconds ([`LEASE_REFRESH`] at most). Such a lock held on another host is stale
+//! once its file has not been refreshed for `L` seconds: the holder died with its machine, or was
+//! killed with `SIGKILL`, or lost the file system. This is what lets a requeued or preempted Slurm
+//! task on another node take over a run whose node died. `L` must exceed the refresh period plus
+//! the clock skew between the hosts and the file system's attribute caching (NFS: `acregmax`,
+//! 60 s by default); [`RUN_LEASE`] is 10 minutes. Locks without a lease (`--checkpoint`,
+//! `--metrics`, older records) are never judged stale from another host.
+//!
+//! # Termination signals
+//! [`release_on_termination`] makes `SIGTERM`, `SIGINT` and `SIGHUP` (`scancel`, Slurm's
+//! preemption, Ctrl-C, a closed terminal) delete every lock this process holds and exit with
+//! `128 + signal`, so a run stopped that way leaves no lock behind. Files are written atomically,
+//! so stopping between any two writes is as safe as `kill -9`.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -42,6 +59,10 @@ pub const DIR_LOCK_NAME: &str = ".ortho-rnn.lock";
 pub const FILE_LOCK_SUFFIX: &str = ".lock";
 /// How long an unreadable lock record is taken to be one still being written.
 pub const UNREADABLE_GRACE: Duration = Duration::from_secs(5);
+/// The lease of an experiment run's lock (see the module docs).
+pub const RUN_LEASE: Duration = Duration::from_secs(600);
+/// The longest time between two refreshes of a leased lock.
+pub const LEASE_REFRESH: Duration = Duration::from_secs(30);
 
 /// What a lock file records about its holder.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -59,6 +80,9 @@ pub struct Holder {
     pub nonce: u64,
     /// Seconds since the Unix epoch when the lock was taken.
     pub since: u64,
+    /// The lease in seconds, for locks the holder keeps fresh ([`Lock::directory_leased`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_s: Option<u64>,
 }
 
 impl Holder {
@@ -72,6 +96,20 @@ impl Holder {
             start: process_start(pid),
             nonce: nonce(),
             since: SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            lease_s: None,
+        }
+    }
+
+    /// True when the lock in `path`, holding this record, may be taken over: its holder is certainly
+    /// gone ([`Holder::is_stale`]), or it is leased, held on another host and not refreshed for
+    /// longer than its lease.
+    pub fn is_stale_at(&self, path: &Path) -> bool {
+        if self.is_local() {
+            return self.is_stale();
+        }
+        match (self.lease_s, age(path)) {
+            (Some(lease), Some(age)) => age > Duration::from_secs(lease),
+            _ => false,
         }
     }
 
@@ -110,12 +148,43 @@ impl Lock {
         if !dir.is_dir() {
             return Err(Error::invalid(flag, dir.display(), "not a directory, so it cannot be locked"));
         }
-        Lock::acquire(dir.join(DIR_LOCK_NAME), dir, flag)
+        Lock::acquire(dir.join(DIR_LOCK_NAME), dir, flag, None)
     }
 
     /// Locks file `file` (which need not exist; its directory must) through `<file>.lock`.
     pub fn file(file: &Path, flag: &'static str) -> Result<Lock> {
-        Lock::acquire(lock_path_of_file(file), file, flag)
+        Lock::acquire(lock_path_of_file(file), file, flag, None)
+    }
+
+    /// Locks directory `dir` like [`Lock::directory`], with a lease of `lease` that a background
+    /// thread of this process keeps fresh while the lock is held (see the module docs).
+    pub fn directory_leased(dir: &Path, flag: &'static str, lease: Duration) -> Result<Lock> {
+        if !dir.is_dir() {
+            return Err(Error::invalid(flag, dir.display(), "not a directory, so it cannot be locked"));
+        }
+        let lock = Lock::acquire(dir.join(DIR_LOCK_NAME), dir, flag, Some(lease.as_secs().max(1)))?;
+        start_refresher();
+        Ok(lock)
+    }
+
+    /// Like [`Lock::directory`], but a lock held by another process is waited for, up to `patience`
+    /// (for locks that are held briefly); the error after that names the holder.
+    pub fn directory_waiting(dir: &Path, flag: &'static str, patience: Duration) -> Result<Lock> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            match Lock::directory(dir, flag) {
+                Err(Error::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Sets the lock file's modification time to now (a leased lock's heartbeat). Does nothing
+    /// when the file no longer holds this lock's record.
+    pub fn refresh(&self) -> Result<()> {
+        refresh_file(&self.path, &self.holder)
     }
 
     /// The lock file.
@@ -128,16 +197,17 @@ impl Lock {
         &self.holder
     }
 
-    fn acquire(path: PathBuf, what: &Path, flag: &'static str) -> Result<Lock> {
-        let holder = Holder::this_process();
+    fn acquire(path: PathBuf, what: &Path, flag: &'static str, lease_s: Option<u64>) -> Result<Lock> {
+        let holder = Holder { lease_s, ..Holder::this_process() };
         let text = serde_json::to_string(&holder).map_err(|e| Error::bad_file(&path, e.to_string()))?;
         let deadline = std::time::Instant::now() + UNREADABLE_GRACE + Duration::from_secs(1);
         loop {
             if create_exclusive(&path, text.as_bytes())? {
+                held().push((path.clone(), holder.clone()));
                 return Ok(Lock { path, holder });
             }
             match read_holder(&path) {
-                Ok(Some(h)) if h.is_stale() => take_over(&path, &h)?,
+                Ok(Some(h)) if h.is_stale_at(&path) => take_over(&path, &h)?,
                 Ok(Some(h)) => {
                     return Err(Error::Locked {
                         what: what.to_path_buf(),
@@ -147,6 +217,11 @@ impl Lock {
                         lock: path.clone(),
                         hint: if h.is_local() {
                             "wait for it to finish, or stop it".to_string()
+                        } else if let Some(lease) = h.lease_s {
+                            format!(
+                                "it runs on another machine; should it be gone, its lock expires {lease} s after its \
+                                 last refresh"
+                            )
                         } else {
                             format!("it runs on another machine; if it is gone, delete {} by hand", path.display())
                         },
@@ -176,13 +251,105 @@ impl Lock {
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        // Delete the file only while it still holds our record.
-        if let Ok(Some(h)) = read_holder(&self.path)
-            && h == self.holder
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        let mut held = held();
+        held.retain(|(_, h)| *h != self.holder);
+        release_file(&self.path, &self.holder);
     }
+}
+
+/// Deletes the lock file `path` only while it still holds `holder`'s record.
+fn release_file(path: &Path, holder: &Holder) {
+    if let Ok(Some(h)) = read_holder(path)
+        && h == *holder
+    {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Every lock this process holds (for the refresher and the termination handler).
+fn held() -> std::sync::MutexGuard<'static, Vec<(PathBuf, Holder)>> {
+    static HELD: std::sync::Mutex<Vec<(PathBuf, Holder)>> = std::sync::Mutex::new(Vec::new());
+    HELD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// How long ago the file at `path` was modified (`None` when that cannot be read).
+fn age(path: &Path) -> Option<Duration> {
+    let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    Some(SystemTime::now().duration_since(modified).unwrap_or(Duration::ZERO))
+}
+
+fn refresh_file(path: &Path, holder: &Holder) -> Result<()> {
+    match read_holder(path) {
+        Ok(Some(h)) if h == *holder => {}
+        _ => return Ok(()),
+    }
+    let f = std::fs::OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+    f.set_modified(SystemTime::now()).map_err(|e| Error::io(path, e))
+}
+
+/// Starts (once per process) the thread that refreshes every leased lock this process holds.
+fn start_refresher() {
+    static STARTED: std::sync::Once = std::sync::Once::new();
+    STARTED.call_once(|| {
+        let _ = std::thread::Builder::new().name("ortho-rnn-lease".into()).spawn(|| {
+            loop {
+                let leased: Vec<(PathBuf, Holder)> =
+                    held().iter().filter(|(_, h)| h.lease_s.is_some()).cloned().collect();
+                let mut period = LEASE_REFRESH;
+                for (path, h) in &leased {
+                    let _ = refresh_file(path, h);
+                    period = period.min(Duration::from_secs(h.lease_s.unwrap_or(1) / 10).max(Duration::from_secs(1)));
+                }
+                std::thread::sleep(period);
+            }
+        });
+    });
+}
+
+/// Deletes every lock this process holds (each only while it still holds this process's record).
+pub fn release_all() {
+    let all: Vec<(PathBuf, Holder)> = std::mem::take(&mut *held());
+    for (path, h) in &all {
+        release_file(path, h);
+    }
+}
+
+/// Makes `SIGTERM`, `SIGINT` and `SIGHUP` release every lock of this process and exit with
+/// `128 + signal` (see the module docs). Call it before any other thread starts: the signals are
+/// blocked in the calling thread (and so in every thread it starts later) and received by a thread
+/// of their own. Idempotent; does nothing where the signals cannot be blocked.
+pub fn release_on_termination() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // SAFETY: plain libc calls on a zeroed, then initialized, signal set owned by this frame.
+        let set = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+                libc::sigaddset(&mut set, sig);
+            }
+            if libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) != 0 {
+                return;
+            }
+            set
+        };
+        let spawned = std::thread::Builder::new().name("ortho-rnn-signals".into()).spawn(move || {
+            let mut sig: libc::c_int = 0;
+            // SAFETY: `set` is an initialized signal set; `sig` is a valid out pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                release_all();
+                eprintln!(
+                    "ortho-rnn: stopped by signal {sig}; locks released (the runs resume from their checkpoints)"
+                );
+                std::process::exit(128 + sig);
+            }
+        });
+        if spawned.is_err() {
+            // No thread to receive them: unblock, so that the signals stop the process as usual.
+            // SAFETY: as above.
+            unsafe { libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, std::ptr::null_mut()) };
+        }
+    });
 }
 
 /// The lock file of `file`: `<file>.lock`.
@@ -334,5 +501,28 @@ mod tests {
         std::fs::write(lock_path_of_file(&file), serde_json::to_string(&remote).unwrap()).unwrap();
         let e = Lock::file(&file, "--metrics").unwrap_err().to_string();
         assert!(e.contains("elsewhere") && e.contains("another machine"), "{e}");
+    }
+
+    #[test]
+    fn a_remote_leased_lock_expires_after_its_lease_and_a_held_one_is_refreshed() {
+        let d = scratch("lease");
+        let remote = Holder { host: "elsewhere".into(), lease_s: Some(60), ..Holder::this_process() };
+        let path = d.join(DIR_LOCK_NAME);
+        std::fs::write(&path, serde_json::to_string(&remote).unwrap()).unwrap();
+        // Refreshed just now: held.
+        let e = Lock::directory(&d, "run").unwrap_err().to_string();
+        assert!(e.contains("elsewhere") && e.contains("60 s after its last refresh"), "{e}");
+        // Not refreshed for longer than its lease: taken over.
+        let old = SystemTime::now() - Duration::from_secs(61);
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().set_modified(old).unwrap();
+        let lock = Lock::directory_leased(&d, "run", Duration::from_secs(600)).unwrap();
+        assert_eq!(lock.holder().lease_s, Some(600));
+        assert_eq!(lock.holder().pid, std::process::id());
+        // Our own refresh moves the modification time forward.
+        std::fs::OpenOptions::new().append(true).open(&path).unwrap().set_modified(old).unwrap();
+        lock.refresh().unwrap();
+        assert!(age(&path).unwrap() < Duration::from_secs(30));
+        drop(lock);
+        assert!(!path.exists());
     }
 }

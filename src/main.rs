@@ -6,6 +6,9 @@ mod cli;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // Before any thread starts: SIGTERM/SIGINT/SIGHUP (scancel, preemption, Ctrl-C) release this
+    // process's locks before it exits.
+    ortho_rnn::lock::release_on_termination();
     let args = cli::parse();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -459,7 +459,7 @@ fn case_10_a_diverged_run_is_reported_and_fails_unless_allowed() {
         t.model = ortho_rnn::train::build::ModelSpec::of(ortho_rnn::train::build::ModelKind::Rnn, 4);
         t.duration = Duration::Iters { iters: 30, eval_every: 10 };
     }
-    let opts = runner::Options { device: Default::default(), threads: 1, quiet: true };
+    let opts = runner::Options { threads: 1, quiet: true, ..Default::default() };
     let _lock = runner::prepare_output(&root.join("exp")).unwrap();
     let outcomes = runner::execute(&plan, &root.join("exp"), &opts, &mut |_| {}).unwrap();
     assert!(matches!(&outcomes[0], Outcome::Diverged(m) if m.contains("stayed above")), "{outcomes:?}");

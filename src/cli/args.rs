@@ -165,8 +165,8 @@ impl OptimArgs {
 /// Device flags.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// Backend.
-    #[arg(long, value_enum, default_value = "cpu")]
+    /// Backend: cpu, cuda (GPU 0), cuda:K (GPU K, as `ortho-rnn devices` numbers them) or emu.
+    #[arg(long, default_value = "cpu", value_parser = bounds::device)]
     pub device: DeviceKind,
     /// CPU threads (0: every core).
     #[arg(long, default_value_t = 0, value_parser = bounds::threads)]

@@ -72,6 +72,26 @@ pub fn finite(s: &str) -> Result<f64, String> {
     float(s, f64::is_finite, "that is finite")
 }
 
+/// The reason of an [`ortho_rnn::error::Error::InvalidArg`] (clap names the flag and value itself).
+fn reason(e: ortho_rnn::error::Error) -> String {
+    match e {
+        ortho_rnn::error::Error::InvalidArg { reason, .. } => reason,
+        e => e.to_string(),
+    }
+}
+/// `--device` and each entry of `--devices`: `cpu`, `cuda`, `cuda:K`, `emu`.
+pub fn device(s: &str) -> Result<ortho_rnn::device::DeviceKind, String> {
+    ortho_rnn::device::DeviceKind::parse_for(s, "--device").map_err(reason)
+}
+/// `--jobs`.
+pub fn jobs(s: &str) -> Result<usize, String> {
+    count(s, 1, ortho_rnn::limits::MAX_JOBS)
+}
+/// `--shard K/N`.
+pub fn shard(s: &str) -> Result<ortho_rnn::experiments::cluster::Shard, String> {
+    ortho_rnn::experiments::cluster::Shard::parse(s).map_err(reason)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -576,11 +576,17 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
     let dims = TaskDims::of(&TaskSpec::synthetic(TaskKind::Copy, a.seq_len, 1))?;
     limits::check_memory(a.device.device, &memory::estimate(&spec, &dims, a.batch, false)?)?;
     let wants_baseline = a.gemm != baselines::GemmBaseline::Ours || a.lu != baselines::LuBaseline::Ours;
-    if wants_baseline && a.device.device != DeviceKind::Cuda {
-        return Err(Error::invalid("--gemm/--lu", "a baseline", "cuBLAS and cuSOLVER run on a GPU: add --device cuda"));
-    }
-    if let Some(tables) = baselines::compare_on_gpu(&spec, a.seq_len, a.batch, a.gemm, a.lu)? {
-        print!("{tables}");
+    if wants_baseline {
+        let DeviceKind::Cuda(gpu) = a.device.device else {
+            return Err(Error::invalid(
+                "--gemm/--lu",
+                "a baseline",
+                "cuBLAS and cuSOLVER run on a GPU: add --device cuda",
+            ));
+        };
+        if let Some(tables) = baselines::compare_on_gpu(gpu, &spec, a.seq_len, a.batch, a.gemm, a.lu)? {
+            print!("{tables}");
+        }
     }
     let opts = bench::BenchOptions { profile: a.profile, predict: a.predict };
     let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters, opts };

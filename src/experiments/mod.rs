@@ -17,12 +17,16 @@
 //! <out>/<run>/summary.json           written atomically when the run finished: marks it done
 //! <out>/<run>/diverged.json          instead, when training stopped on a non-finite loss
 //! <out>/smoke-data/                  --smoke without --data: a tiny generated data set
+//! <out>/.ortho-rnn.lock, <run>/.ortho-rnn.lock  locks of the directory and of a run while it trains
+//! <out>/shards/K-of-N.done           --shard K/N finished (the last of N writes the results)
+//! <out>/slurm-*.sbatch, slurm-logs/  --slurm: the array and report job scripts and their output
 //! ```
 //!
 //! Sizes ([`Size`]): `smoke` (seconds, for CI), `quick` (minutes on 2 CPU cores; not the papers'
 //! protocol, and every output says so), `full` (the papers' protocol, as each plan's notes record,
 //! with the choices made where a paper is silent).
 
+pub mod cluster;
 pub mod data;
 pub mod paper;
 pub mod plots;
@@ -297,36 +301,79 @@ impl Experiment {
 #[derive(Clone, Debug, PartialEq)]
 pub struct SweepReport {
     pub plan: Plan,
-    /// One outcome per run of the plan.
+    /// One outcome per run of the plan ([`runner::Outcome::OtherShard`] for other shards' runs).
     pub outcomes: Vec<runner::Outcome>,
-    /// `results.md`, `results.csv` and the figures written (relative to the output directory).
-    pub results_md: PathBuf,
-    pub results_csv: PathBuf,
+    /// `results.md`, `results.csv` and the figures, when this invocation wrote them (a shard
+    /// writes them when it is the last of its sweep to finish, or never with `--no-report`).
+    pub results_md: Option<PathBuf>,
+    pub results_csv: Option<PathBuf>,
     pub plots: Vec<String>,
+    /// Runs of the plan that were not done (finished or diverged) when this invocation ended.
+    pub missing: Vec<String>,
+}
+
+/// How many runs of one invocation ended how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Ran to the end here.
+    pub ran: usize,
+    /// Done earlier.
+    pub skipped: usize,
+    pub diverged: usize,
+    pub failed: usize,
+    /// Being run by another process.
+    pub busy: usize,
+    /// This invocation's runs (its shard's).
+    pub mine: usize,
 }
 
 impl SweepReport {
-    /// Counts of (ran to the end, skipped, diverged, failed).
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let mut c = (0, 0, 0, 0);
+    /// Counts of what happened to this invocation's runs.
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts::default();
         for o in &self.outcomes {
             match o {
-                runner::Outcome::Finished { .. } => c.0 += 1,
-                runner::Outcome::Skipped => c.1 += 1,
-                runner::Outcome::Diverged(_) => c.2 += 1,
-                runner::Outcome::Failed(_) => c.3 += 1,
+                runner::Outcome::Finished { .. } => c.ran += 1,
+                runner::Outcome::Skipped => c.skipped += 1,
+                runner::Outcome::Diverged(_) => c.diverged += 1,
+                runner::Outcome::Failed(_) => c.failed += 1,
+                runner::Outcome::Busy(_) => c.busy += 1,
+                runner::Outcome::OtherShard => continue,
             }
+            c.mine += 1;
         }
         c
     }
 }
 
-/// Plans experiment `name`, runs what is not done yet into `settings.out`, and writes the results
-/// and figures. `command` is recorded in `results.md`; `log` receives progress lines.
+/// How long a shard waits for another one's brief lock of the output directory.
+pub const OUT_LOCK_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Where shards record that they finished: `<out>/shards/K-of-N.done`.
+pub const SHARDS_SUBDIR: &str = "shards";
+
+fn shard_marker(out: &std::path::Path, shard: cluster::Shard) -> PathBuf {
+    out.join(SHARDS_SUBDIR).join(format!("{}-of-{}.done", shard.k, shard.n))
+}
+
+/// Records that `shard` finished (whatever its runs' outcomes); true when every shard of its
+/// sweep has.
+fn mark_shard_done(out: &std::path::Path, shard: cluster::Shard) -> Result<bool> {
+    let dir = out.join(SHARDS_SUBDIR);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::train::checkpoint::write_atomic(&shard_marker(out, shard), b"done\n")?;
+    Ok((1..=shard.n).all(|k| shard_marker(out, cluster::Shard { k, n: shard.n }).is_file()))
+}
+
+/// Plans experiment `name`, runs what is not done yet of `opts.shard` into `settings.out`, and
+/// writes the results and figures (unsharded: always; a shard: when it is the last of the sweep to
+/// finish, unless `report` is false). `command` is recorded in `results.md`; `log` receives
+/// progress lines.
 pub fn run(
     name: &str,
     settings: &Settings,
     opts: &runner::Options,
+    report: bool,
     command: &str,
     log: &mut dyn FnMut(&str),
 ) -> Result<SweepReport> {
@@ -336,24 +383,104 @@ pub fn run(
     if !caveat.is_empty() {
         log(caveat);
     }
-    log(&format!("{}: {} -> {} ({})", plan.name, plan.reproduces, settings.out.display(), plan.size_summary()));
+    let out = &settings.out;
+    let sharded = opts.shard != cluster::Shard::ALL;
+    let shard_note = if sharded {
+        format!(", shard {} ({} of its runs)", opts.shard, opts.shard.indices(plan.runs.len()).len())
+    } else {
+        String::new()
+    };
+    log(&format!("{}: {} -> {} ({}{shard_note})", plan.name, plan.reproduces, out.display(), plan.size_summary()));
     if let Some(d) = &plan.data {
         log(&format!("data: {}", d.describe()));
     }
-    let _lock = runner::prepare_output(&settings.out)?;
-    let outcomes = runner::execute(&plan, &settings.out, opts, log)?;
-    let results = report::collect(&plan, &settings.out);
-    let (plots, plot_warnings) = plots::draw(&plan, &settings.out, &results);
+    // Unsharded: the output directory stays locked for the whole invocation. A shard holds that
+    // lock only to check the directory and to write the results; its runs are locked one by one.
+    let lock =
+        if sharded { runner::prepare_output_waiting(out, OUT_LOCK_PATIENCE)? } else { runner::prepare_output(out)? };
+    runner::check(&plan, out)?;
+    let lock = if sharded {
+        drop(lock);
+        None
+    } else {
+        Some(lock)
+    };
+    let outcomes = runner::run_pending(&plan, out, opts, log)?;
+    let write = if sharded {
+        let last = mark_shard_done(out, opts.shard)?;
+        if report && !last {
+            log(&format!("shard {}: done; the last shard to finish (or --report) writes the results", opts.shard));
+        }
+        report && last
+    } else {
+        report
+    };
+    let mut sweep =
+        SweepReport { plan, outcomes, results_md: None, results_csv: None, plots: Vec::new(), missing: Vec::new() };
+    if write {
+        let _lock = match lock {
+            Some(l) => l,
+            None => runner::prepare_output_waiting(out, OUT_LOCK_PATIENCE)?,
+        };
+        write_results(&mut sweep, out, command, log)?;
+    } else {
+        sweep.missing = missing(&sweep.plan, out);
+    }
+    Ok(sweep)
+}
+
+/// The runs of `plan` that are not done in `out`.
+fn missing(plan: &Plan, out: &std::path::Path) -> Vec<String> {
+    plan.runs
+        .iter()
+        .filter(|r| !runner::state(&out.join(&r.config.name), &r.config.job).is_done())
+        .map(|r| r.config.name.clone())
+        .collect()
+}
+
+/// Writes results.md, results.csv and the plots of `sweep.plan` from the runs in `out` (locked).
+fn write_results(
+    sweep: &mut SweepReport,
+    out: &std::path::Path,
+    command: &str,
+    log: &mut dyn FnMut(&str),
+) -> Result<()> {
+    let plan = &sweep.plan;
+    let results = report::collect(plan, out);
+    let (plots, plot_warnings) = plots::draw(plan, out, &results);
     for w in &plot_warnings {
         log(&format!("plot not drawn: {w}"));
     }
     let ctx = report::Context { command: command.to_string(), plots: plots.clone(), plot_warnings };
-    report::write(&plan, &settings.out, &results, &ctx)?;
-    Ok(SweepReport {
-        results_md: settings.out.join(report::RESULTS_MD),
-        results_csv: settings.out.join(report::RESULTS_CSV),
-        plan,
-        outcomes,
-        plots,
-    })
+    report::write(plan, out, &results, &ctx)?;
+    sweep.missing = results.iter().filter(|r| !r.state.is_done()).map(|r| r.run.config.name.clone()).collect();
+    sweep.results_md = Some(out.join(report::RESULTS_MD));
+    sweep.results_csv = Some(out.join(report::RESULTS_CSV));
+    sweep.plots = plots;
+    Ok(())
+}
+
+/// `experiment NAME --report`: rebuilds results.md, results.csv and the plots from whatever runs
+/// in `settings.out` are complete (runs nothing); [`SweepReport::missing`] names the others.
+pub fn report_only(name: &str, settings: &Settings, command: &str, log: &mut dyn FnMut(&str)) -> Result<SweepReport> {
+    let e = find(name)?;
+    let plan = e.plan(settings)?;
+    let out = &settings.out;
+    if !out.join(runner::SWEEP_FILE).is_file() {
+        return Err(Error::invalid(
+            "--out",
+            out.display(),
+            format!(
+                "holds no sweep ({} is missing); run the experiment (or its shards) into it first",
+                runner::SWEEP_FILE
+            ),
+        ));
+    }
+    let _lock = runner::prepare_output_waiting(out, OUT_LOCK_PATIENCE)?;
+    runner::check(&plan, out)?;
+    let outcomes = vec![runner::Outcome::OtherShard; plan.runs.len()];
+    let mut sweep =
+        SweepReport { plan, outcomes, results_md: None, results_csv: None, plots: Vec::new(), missing: Vec::new() };
+    write_results(&mut sweep, out, command, log)?;
+    Ok(sweep)
 }

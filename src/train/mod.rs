@@ -295,7 +295,7 @@ impl<'a, B: Backend> Trainer<'a, B> {
             Some(p) => Some(MetricsWriter::create(p, self.iter > 0)?),
             None => None,
         };
-        let mut progress = Progress::new(self.cfg.progress, self.cfg.iters, self.iter);
+        let mut progress = Progress::new(self.cfg.progress.clone(), self.cfg.iters, self.iter);
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
         let mut last: Option<EvalRecord> = None;
         let start_iter = self.iter;

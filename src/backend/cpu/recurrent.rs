@@ -4,7 +4,10 @@
 //! contiguous block of rows per thread **once per sequence**; each thread then runs all `T` steps of
 //! its rows with single-threaded GEMMs and the activation applied while the step's output is still in
 //! cache. No allocation and no synchronization happen inside the time loop. Results do not depend on
-//! the split: each row is computed by the same kernel either way.
+//! the split (nor, therefore, on the thread count): each row is computed by the same kernel either
+//! way, and the gradient of the activation's parameter (PReLU slope, modReLU biases), a sum over
+//! rows and steps, is not summed per chunk (which would add in an order set by the split) but
+//! afterwards, in one pass over the whole batch in the order a single chunk uses.
 //!
 //! Forward, per step: `A_t[rows] += H_{t-1}[rows] W^T`, `H_t[rows] = phi(A_t[rows])`.
 //! Backward, per step (from `T-1` down to 0): `dH_t[rows] += Delta_{t+1}[rows] W`,
@@ -148,9 +151,13 @@ pub(super) fn backward<T: Scalar>(
     let wm = mat(w, n, n, false);
     let par = step_par(threads, d);
     let plen = dparam.len();
+    // Several chunks: the parameter gradient is summed afterwards in one pass over the whole batch
+    // (see the module docs), so each chunk accumulates none.
+    let serial_param_grad = bounds.len() > 1 && plen > 0;
+    let chunk_plen = if serial_param_grad { 0 } else { plen };
     let chunks: Vec<_> = pres.into_iter().zip(hs).zip(dhs.into_iter().zip(deltas)).collect();
     let grads = run_chunks(chunks, |((pre, h), (mut dh, mut delta))| {
-        let mut dp = vec![T::zero(); plen];
+        let mut dp = vec![T::zero(); chunk_plen];
         for t in (0..d.t).rev() {
             let rows = pre[t].len() / n;
             let (head, tail) = delta.split_at_mut(t + 1);
@@ -168,6 +175,26 @@ pub(super) fn backward<T: Scalar>(
         }
         dp
     });
+    if serial_param_grad {
+        // The same element order as one chunk over the whole batch: `Delta_t` is written again with
+        // the values the chunks wrote (the same function of `A_t`, `H_t`, `dH_t`).
+        let mut dp = vec![T::zero(); plen];
+        for t in (0..d.t).rev() {
+            let r = t * bn..(t + 1) * bn;
+            ops::act_bwd(
+                kind,
+                param,
+                &pre[r.clone()],
+                &h[r.start + bn..r.end + bn],
+                &dh[r.clone()],
+                &mut delta[r],
+                &mut dp,
+                n,
+            );
+        }
+        dparam.iter_mut().zip(dp).for_each(|(a, b)| *a += b);
+        return;
+    }
     for g in grads {
         dparam.iter_mut().zip(g).for_each(|(a, b)| *a += b);
     }
@@ -256,6 +283,39 @@ mod tests {
                     let worst = got.iter().zip(want).map(|(&g, &w)| (g as f64 - w).abs()).fold(0.0, f64::max);
                     assert!(worst <= 2e-5 * scale, "n {n} threads {threads}: {name} off by {worst:e} (scale {scale})");
                 }
+            }
+        }
+    }
+
+    /// The thread count changes nothing, bit for bit: the states, the deltas and the activation
+    /// parameter's gradient (summed over the whole batch, not per chunk) of one thread and of a
+    /// batch split into 2 and 3 chunks are equal. (Run with `--jobs N` on the CPU, an experiment
+    /// gives each job a share of the threads, and its results must not depend on the schedule.)
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let d = SeqDims { t: 12, batch: 32, n: 48 };
+        assert!(split(2, d).len() == 2 && split(3, d).len() == 3, "the batch must be split for this test");
+        let bn = d.batch * d.n;
+        let w: Vec<f32> = fill(d.n * d.n, 5, 1.5 / (d.n as f64).sqrt()).iter().map(|&x| x as f32).collect();
+        for (kind, param) in [(Activation::Prelu, vec![0.3f32]), (Activation::Modrelu, vec![-0.2f32; d.n])] {
+            let run = |threads: usize| {
+                let mut a: Vec<f32> = fill(d.t * bn, 6, 1.0).iter().map(|&x| x as f32).collect();
+                let mut h: Vec<f32> = fill(bn, 7, 1.0).iter().map(|&x| x as f32).collect();
+                h.resize((d.t + 1) * bn, 0.0);
+                forward(threads, &w, kind, &param, &mut a, &mut h, d);
+                let mut dh: Vec<f32> = fill(d.t * bn, 8, 1.0).iter().map(|&x| x as f32).collect();
+                let (mut delta, mut dp) = (vec![0f32; d.t * bn], vec![0.5f32; param.len()]);
+                backward(threads, &w, kind, &param, &a, &h, &mut dh, &mut delta, &mut dp, d);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
+                (bits(&h), bits(&delta), bits(&dp))
+            };
+            let one = run(1);
+            assert!(one.2.iter().any(|&b| f32::from_bits(b) != 0.5), "{kind:?}: the parameter gradient is zero");
+            for threads in [2, 3] {
+                let got = run(threads);
+                assert!(got.0 == one.0, "{kind:?}, {threads} threads: h differs");
+                assert!(got.1 == one.1, "{kind:?}, {threads} threads: delta differs");
+                assert!(got.2 == one.2, "{kind:?}, {threads} threads: the parameter gradient differs");
             }
         }
     }

@@ -68,10 +68,11 @@ pub fn table(title: &str, rows: &[Comparison]) -> String {
     t
 }
 
-/// The side-by-side tables `ortho-rnn bench` prints for `--gemm`/`--lu` on GPU 0: the GEMM shapes
+/// The side-by-side tables `ortho-rnn bench` prints for `--gemm`/`--lu` on GPU `gpu`: the GEMM shapes
 /// of one training iteration of `spec` on the copy task (`seq_len`, `batch`), and the LU, solve and
 /// Cayley step at `n = spec.hidden`. `Ok(None)` when neither asks for a baseline.
 pub fn compare_on_gpu(
+    gpu: usize,
     spec: &ModelSpec,
     seq_len: usize,
     batch: usize,
@@ -81,7 +82,7 @@ pub fn compare_on_gpu(
     if gemm == GemmBaseline::Ours && lu == LuBaseline::Ours {
         return Ok(None);
     }
-    imp::compare(spec, seq_len, batch, gemm, lu).map(Some)
+    imp::compare(gpu, spec, seq_len, batch, gemm, lu).map(Some)
 }
 
 /// The GEMM shapes of one training iteration (an Elman-type network on the copy task), as
@@ -109,7 +110,7 @@ pub fn iteration_gemms(spec: &ModelSpec, seq_len: usize, batch: usize) -> Result
 mod imp {
     use super::*;
 
-    pub fn compare(_: &ModelSpec, _: usize, _: usize, g: GemmBaseline, l: LuBaseline) -> Result<String> {
+    pub fn compare(_: usize, _: &ModelSpec, _: usize, _: usize, g: GemmBaseline, l: LuBaseline) -> Result<String> {
         let which = if g == GemmBaseline::Cublas { "--gemm cublas" } else { "--lu cusolver" };
         let _ = l;
         Err(Error::Unsupported(format!(
@@ -427,8 +428,15 @@ mod imp {
         ])
     }
 
-    pub fn compare(spec: &ModelSpec, seq_len: usize, batch: usize, g: GemmBaseline, l: LuBaseline) -> Result<String> {
-        let b = Cuda::new(CudarcDriver::new(0)?)?;
+    pub fn compare(
+        gpu: usize,
+        spec: &ModelSpec,
+        seq_len: usize,
+        batch: usize,
+        g: GemmBaseline,
+        l: LuBaseline,
+    ) -> Result<String> {
+        let b = Cuda::new(CudarcDriver::new(gpu)?)?;
         let mut out = String::new();
         if g == GemmBaseline::Cublas {
             let rows = gemm_rows(&b, spec, seq_len, batch)?;
@@ -463,10 +471,10 @@ mod tests {
     #[test]
     fn without_the_feature_a_baseline_is_an_error_naming_the_feature() {
         let spec = ModelSpec::default();
-        assert!(compare_on_gpu(&spec, 10, 2, GemmBaseline::Ours, LuBaseline::Ours).unwrap().is_none());
-        let e = compare_on_gpu(&spec, 10, 2, GemmBaseline::Cublas, LuBaseline::Ours).unwrap_err().to_string();
+        assert!(compare_on_gpu(0, &spec, 10, 2, GemmBaseline::Ours, LuBaseline::Ours).unwrap().is_none());
+        let e = compare_on_gpu(0, &spec, 10, 2, GemmBaseline::Cublas, LuBaseline::Ours).unwrap_err().to_string();
         assert!(e.contains("--gemm cublas") && e.contains("--features cuda-baselines"), "{e}");
-        let e = compare_on_gpu(&spec, 10, 2, GemmBaseline::Ours, LuBaseline::Cusolver).unwrap_err().to_string();
+        let e = compare_on_gpu(0, &spec, 10, 2, GemmBaseline::Ours, LuBaseline::Cusolver).unwrap_err().to_string();
         assert!(e.contains("--lu cusolver"), "{e}");
     }
 }
