@@ -48,7 +48,7 @@ pub fn lstm_flops(steps: usize, batch: usize, n: usize, inputs: usize, outputs: 
 }
 
 /// A model and its optimizer, stepped one whole training iteration at a time: the unit that
-/// [`bench`] and the Criterion benchmarks time.
+/// [`bench()`] and the Criterion benchmarks time.
 pub struct Iteration<B: Backend> {
     model: Box<dyn Model<B>>,
     optim: Optimizer<B>,
