@@ -208,6 +208,68 @@ impl Theme {
     }
 }
 
+/// How a legend entry's sample line is drawn.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sample {
+    /// A solid line in the series colour.
+    Line(RGBColor),
+    /// A dashed line (the trivial predictor).
+    Dashed(RGBColor),
+}
+
+/// A legend drawn beside the plot, never over it: the entries fill a column from the top, and
+/// further columns are added when the canvas height runs out.
+pub(crate) struct SideLegend<'a> {
+    entries: Vec<(&'a str, Sample)>,
+    rows: usize,
+    columns: usize,
+    col_width: u32,
+    row_height: u32,
+    top: u32,
+}
+
+impl<'a> SideLegend<'a> {
+    /// Lays out `entries` for a canvas `height` pixels tall.
+    pub(crate) fn new(theme: &Theme, entries: Vec<(&'a str, Sample)>, height: u32) -> Self {
+        let (row_height, top) = (theme.px(25.0), theme.px(60.0));
+        let fit = (height.saturating_sub(top + theme.px(20.0)) / row_height).max(1) as usize;
+        let columns = entries.len().div_ceil(fit).max(1);
+        let rows = entries.len().div_ceil(columns);
+        // DejaVu Sans advances about 0.55 em per character on average.
+        let longest = entries.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0) as f64;
+        let col_width = theme.px(26.0 + 8.0 + 18.0 + 17.5 * 0.56 * longest);
+        SideLegend { entries, rows, columns, col_width, row_height, top }
+    }
+
+    /// Width of the legend's area.
+    pub(crate) fn width(&self) -> u32 {
+        self.col_width * self.columns as u32
+    }
+
+    /// Draws the legend on `area` (the strip beside the plot, [`SideLegend::width`] wide).
+    pub(crate) fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
+        let (w, gap) = (theme.ipx(26.0), theme.ipx(8.0));
+        let half_font = theme.ipx(17.5 * 0.6);
+        for (i, (label, sample)) in self.entries.iter().enumerate() {
+            let (col, row) = ((i / self.rows) as i32, (i % self.rows) as i32);
+            let x = col * self.col_width as i32;
+            let y = self.top as i32 + row * self.row_height as i32 + self.row_height as i32 / 2;
+            match *sample {
+                Sample::Line(c) => {
+                    area.draw(&PathElement::new(vec![(x, y), (x + w, y)], c.stroke_width(theme.line_width())))?
+                }
+                Sample::Dashed(c) => {
+                    let style = c.stroke_width(theme.px(1.6));
+                    area.draw(&PathElement::new(vec![(x, y), (x + w * 2 / 5, y)], style))?;
+                    area.draw(&PathElement::new(vec![(x + w * 3 / 5, y), (x + w, y)], style))?;
+                }
+            }
+            area.draw(&Text::new(label.to_string(), (x + w + gap, y - half_font), theme.legend_font()))?;
+        }
+        Ok(())
+    }
+}
+
 /// Tableau 10: distinct, print-friendly colours for up to ten runs (then they repeat).
 const PALETTE: [RGBColor; 10] = [
     RGBColor(31, 119, 180),
