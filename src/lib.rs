@@ -1,10 +1,11 @@
 //! ortho-rnn: training recurrent networks whose hidden-to-hidden matrix is kept orthogonal,
 //! near-orthogonal or spectrally bounded.
 //!
-//! Layers, top to bottom: [`train`] (the trainer), [`tasks`] (copy, adding, MNIST, PTB), [`nn`]
-//! (cells, activations, losses, BPTT), [`param`] (parametrizations of the recurrent matrix),
-//! [`optim`] (optimizers, clipping, geodesic steps), [`linalg`] (Cayley, expm, QR), and
-//! [`backend`] (the device contract and its CPU, CUDA and emulated-CUDA implementations).
+//! Layers, top to bottom: [`train`] (the trainer), [`nn`] (cells, activations, losses, BPTT),
+//! [`param`] (parametrizations of the recurrent matrix), [`optim`] (optimizers, clipping, geodesic
+//! steps), [`weights`] (parameters and diagnostics, shared by the three above), [`tasks`] (copy,
+//! adding, MNIST, PTB), [`linalg`] (Cayley, expm, QR, SVD), and [`backend`] (the device contract and
+//! its CPU, CUDA and emulated-CUDA implementations).
 //! `docs/ARCHITECTURE.md` in the repository draws them and says how to extend each.
 //!
 //! [`prelude`] brings in what a program needs. Train a factorized RNN (`W = U diag(s) V^T`, singular

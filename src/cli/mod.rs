@@ -606,6 +606,10 @@ fn devices() -> Result<()> {
         "emu: the CUDA kernels compiled for the host ({} entry points), --device emu",
         emu::registered_kernels().len()
     );
+    println!(
+        "     (its name's \"resume order in-order\": a block's threads resume at each barrier, and a grid's \
+         blocks run, in ascending index)"
+    );
     Ok(())
 }
 
