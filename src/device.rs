@@ -21,6 +21,10 @@ pub enum DeviceKind {
     /// The CUDA backend on GPU `K` (kernels compiled by NVRTC at first use).
     Cuda(usize),
     /// The CUDA backend's kernels executed on the host by the emulation harness (slow; for debugging).
+    /// Its device name, e.g. `emu (host CPU, 2 workers, resume order in-order)`, gives the worker
+    /// threads running blocks and the order in which the emulator resumes a block's threads at each
+    /// barrier and runs a grid's blocks: `in-order` is ascending index (the kernel tests also run
+    /// reversed and random orders, so that a missing `__syncthreads()` changes a result).
     Emu,
 }
 
@@ -123,7 +127,19 @@ impl<'de> Deserialize<'de> for DeviceKind {
     }
 }
 
-/// Work that is generic over the backend.
+/// Work that is generic over the backend: write it once, run it on the device a flag names with
+/// [`dispatch`].
+///
+/// ```
+/// use ortho_rnn::prelude::*;
+/// struct Name;
+/// impl BackendJob for Name {
+///     type Out = String;
+///     fn run<B: Backend>(self, b: &B) -> Result<String> { Ok(b.name()) }
+/// }
+/// assert!(dispatch(DeviceKind::Cpu, 1, Name)?.starts_with("cpu"));
+/// # Ok::<(), ortho_rnn::Error>(())
+/// ```
 pub trait BackendJob {
     /// What the job returns.
     type Out;

@@ -50,15 +50,15 @@ impl Scalar for f32 {
     }
     #[inline(always)]
     fn tanh_fast(self) -> Self {
-        crate::backend::cpu::fastmath::tanh_f32(self)
+        crate::fastmath::tanh_f32(self)
     }
     #[inline(always)]
     fn exp_fast(self) -> Self {
-        crate::backend::cpu::fastmath::exp_f32(self)
+        crate::fastmath::exp_f32(self)
     }
     #[inline(always)]
     fn sigmoid(self) -> Self {
-        crate::backend::cpu::fastmath::sigmoid_f32(self)
+        crate::fastmath::sigmoid_f32(self)
     }
 }
 

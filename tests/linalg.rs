@@ -542,3 +542,82 @@ fn skew_helpers() {
     assert_eq!(linalg::skew_defect(&b, Slice::all(&s), n).unwrap(), 0.0);
     assert!(!linalg::is_skew(&b, Slice::all(&xb), n, 1e-3).unwrap());
 }
+
+// ---------- host-matrix helpers (singular_values_host, drift_host) ----------
+
+/// A random orthogonal matrix: the product of `k` Householder reflections `I - 2 v v^T / v^T v`.
+fn householder_product(r: &mut ChaCha8Rng, n: usize, k: usize) -> Vec<f64> {
+    let mut q: Vec<f64> = (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 }).collect();
+    for _ in 0..k {
+        let v = gauss(r, n);
+        let vv = dot(&v, &v);
+        let h: Vec<f64> =
+            (0..n * n).map(|i| if i % (n + 1) == 0 { 1.0 } else { 0.0 } - 2.0 * v[i / n] * v[i % n] / vv).collect();
+        q = matmul(&q, &h, n);
+    }
+    q
+}
+
+#[test]
+fn host_singular_values_match_closed_forms() {
+    // diag(d): the sorted absolute values of d.
+    let d = [3.0, -0.5, 0.0, 2.0, -7.0];
+    let n = d.len();
+    let m: Vec<f64> = (0..n * n).map(|i| if i % (n + 1) == 0 { d[i / n] } else { 0.0 }).collect();
+    let s = linalg::singular_values_host(&m, n).unwrap();
+    assert!(max_abs_diff(&s, &[7.0, 3.0, 2.0, 0.5, 0.0]) < 1e-14, "{s:?}");
+    // Q diag(d) P with Q, P orthogonal: the same values.
+    let mut r = rng(41);
+    let (q, p) = (householder_product(&mut r, n, 3), householder_product(&mut r, n, 4));
+    let s = linalg::singular_values_host(&matmul(&matmul(&q, &m, n), &p, n), n).unwrap();
+    assert!(max_abs_diff(&s, &[7.0, 3.0, 2.0, 0.5, 0.0]) < 1e-13, "{s:?}");
+    // An orthogonal matrix: all ones.
+    let n = 12;
+    let s = linalg::singular_values_host(&householder_product(&mut r, n, 5), n).unwrap();
+    assert!(max_abs_diff(&s, &[1.0; 12]) < 1e-13, "{s:?}");
+    // A rank-one u v^T: ||u|| ||v||, then zeros.
+    let (u, v) = (gauss(&mut r, n), gauss(&mut r, n));
+    let uv: Vec<f64> = (0..n * n).map(|i| u[i / n] * v[i % n]).collect();
+    let s = linalg::singular_values_host(&uv, n).unwrap();
+    let want = dot(&u, &u).sqrt() * dot(&v, &v).sqrt();
+    assert!((s[0] - want).abs() < 1e-12 * want && s[1..].iter().all(|&x| x < 1e-12 * want), "{s:?}");
+    // Agrees with the backend version on the same data.
+    let b = Cpu::<f64>::new(1);
+    let buf = b.upload(&uv).unwrap();
+    assert!(max_abs_diff(&linalg::singular_values(&b, Slice::all(&buf), n).unwrap(), &s) < 1e-14);
+    assert!(linalg::singular_values_host(&[], 0).unwrap().is_empty());
+}
+
+#[test]
+fn host_drift_matches_closed_forms() {
+    // A plane rotation and a product of reflections are orthogonal: drift at rounding level.
+    let (c, s) = (0.7f64.cos(), 0.7f64.sin());
+    assert!(linalg::drift_host(&[c, -s, s, c], 2).unwrap() < 1e-15);
+    let mut r = rng(43);
+    let q = householder_product(&mut r, 16, 6);
+    assert!(linalg::drift_host(&q, 16).unwrap() < 1e-14);
+    // c Q: Q^T Q c^2 - I = (c^2 - 1) I.
+    for k in [0.5, 1.1, 3.0] {
+        let cq: Vec<f64> = q.iter().map(|x| k * x).collect();
+        let d = linalg::drift_host(&cq, 16).unwrap();
+        assert!((d - (k * k - 1.0f64).abs()).abs() < 1e-13, "scale {k}: drift {d}");
+    }
+    // [[1, e], [0, 1]]: M^T M - I = [[0, e], [e, e^2]], max e (for e < 1).
+    assert!((linalg::drift_host(&[1.0, 0.25, 0.0, 1.0], 2).unwrap() - 0.25).abs() < 1e-15);
+    // Agrees with the backend version.
+    let b = Cpu::<f64>::new(1);
+    let cq: Vec<f64> = q.iter().map(|x| 1.01 * x).collect();
+    let dev = linalg::drift(&b, Slice::all(&b.upload(&cq).unwrap()), 16).unwrap();
+    assert!((dev - linalg::drift_host(&cq, 16).unwrap()).abs() < 1e-14);
+}
+
+#[test]
+fn host_helpers_reject_bad_input_with_a_reason() {
+    let msg = |e: Error| e.to_string();
+    let e = msg(linalg::singular_values_host(&[1.0, 2.0, 3.0], 2).unwrap_err());
+    assert!(e.contains("3 entries") && e.contains("n = 2 needs 4"), "{e}");
+    let e = msg(linalg::drift_host(&[1.0, f64::NAN, 0.0, 1.0], 2).unwrap_err());
+    assert!(e.contains("NaN") && e.contains("finite"), "{e}");
+    let e = msg(linalg::singular_values_host(&[f64::INFINITY], 1).unwrap_err());
+    assert!(e.contains("finite"), "{e}");
+}

@@ -299,3 +299,59 @@ fn run_dir_errors() {
     assert!(err.contains("bad.jsonl") && err.contains("line 2"), "{err}");
     cleanup(&dir);
 }
+
+#[test]
+fn run_dir_of_a_sweep_over_t_draws_one_chart_per_length() {
+    let dir = scratch("rundir-lengths");
+    // Experiment run directories: metrics.jsonl beside a config.json naming the task's length
+    // (`null`: the task's default, 100 for copy).
+    for (name, seq_len) in [("t10_a", "10"), ("t10_b", "10"), ("t30_a", "30"), ("default_a", "null")] {
+        write_run(&dir.join(name).join("metrics.jsonl"), &synthetic_run(0.1, 0.1, false));
+        let config = format!(r#"{{"config": {{"job": {{"task": {{"kind": "copy", "seq_len": {seq_len}}}}}}}}}"#);
+        std::fs::write(dir.join(name).join("config.json"), config).unwrap();
+    }
+    let got = names(&plot_run_dir(&dir).unwrap());
+    for stem in ["T10_loss", "T30_loss", "T100_loss", "T10_accuracy"] {
+        assert!(got.contains(&format!("{stem}.png")), "{stem}: {got:?}");
+    }
+    assert!(!got.contains(&"loss.png".to_string()), "{got:?}");
+    // Each chart's legend holds its own runs only.
+    let svg = std::fs::read_to_string(dir.join("plots/T10_loss.svg")).unwrap();
+    assert!(svg.contains("t10_a") && svg.contains("t10_b") && !svg.contains("t30_a"), "T10 legend");
+    cleanup(&dir);
+}
+
+/// A legend never covers the data: every legend label lies to the right of the plotting area.
+#[test]
+fn the_legend_sits_beside_the_plot() {
+    let dir = scratch("legend");
+    let runs: Vec<(String, Vec<EvalRecord>)> =
+        (0..24).map(|i| (format!("run {i:02} label"), synthetic_run(0.02 * (i + 1) as f64, 0.1, false))).collect();
+    plot_curves(&runs, Metric::Loss, &dir, "many", "24 runs", &CurveOptions::default()).unwrap();
+    let svg = std::fs::read_to_string(dir.join("many.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let x_of = |n: roxmltree::Node| n.attribute("x").and_then(|x| x.parse::<f64>().ok());
+    let labels: Vec<f64> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.trim().starts_with("run ")))
+        .filter_map(x_of)
+        .collect();
+    assert_eq!(labels.len(), 24, "every run is in the legend");
+    // The data lines (polylines of more than two points; a legend sample has two) all end left
+    // of the leftmost legend label.
+    let right_of_data = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter_map(|n| n.attribute("points"))
+        .filter(|p| p.split_whitespace().count() > 2)
+        .flat_map(|p| {
+            p.split_whitespace().filter_map(|xy| xy.split(',').next()?.parse::<f64>().ok()).collect::<Vec<_>>()
+        })
+        .fold(0.0f64, f64::max);
+    let leftmost_label = labels.iter().copied().fold(f64::MAX, f64::min);
+    assert!(
+        right_of_data < leftmost_label,
+        "data reaches x = {right_of_data}, a legend label starts at {leftmost_label}"
+    );
+    cleanup(&dir);
+}

@@ -124,3 +124,129 @@ fn factorized_glorot_init_is_the_svd_of_a_glorot_matrix() {
     let err = with_margin.build(&b, &task, 3).err().expect("glorot with a margin is refused").to_string();
     assert!(err.contains("--margin none"), "{err}");
 }
+
+// ---------- Model::recurrent_matrix against the hand-built composition ----------
+
+mod recurrent_matrix {
+    use nalgebra::DMatrix;
+    use ortho_rnn::prelude::*;
+
+    const N: usize = 6;
+
+    /// Seeded values in `[-scale, scale)` (an LCG: independent of the crate's generators).
+    fn values(seed: u64, len: usize, scale: f64) -> Vec<f64> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                scale * (2.0 * ((s >> 11) as f64 / (1u64 << 53) as f64) - 1.0)
+            })
+            .collect()
+    }
+
+    fn mat(x: &[f64]) -> DMatrix<f64> {
+        DMatrix::from_row_slice(N, N, x)
+    }
+
+    fn rows(m: &DMatrix<f64>) -> Vec<f64> {
+        (0..N * N).map(|k| m[(k / N, k % N)]).collect()
+    }
+
+    fn build(kind: ModelKind) -> (Cpu<f64>, Box<dyn Model<Cpu<f64>>>) {
+        let b = Cpu::<f64>::new(1);
+        let task = CopyTask::new(5, 0).unwrap();
+        let spec = match kind {
+            ModelKind::Factorized => ModelSpec { spectrum: Spectrum::Margin(0.3), ..ModelSpec::of(kind, N) },
+            _ => ModelSpec::of(kind, N),
+        };
+        let model = spec.build(&b, &task, 3).unwrap();
+        (b, model)
+    }
+
+    fn assert_close(kind: ModelKind, got: &[f64], want: &[f64]) {
+        let err = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f64::max);
+        assert!(err < 1e-12, "{kind:?}: max |W - reference| = {err:e}");
+    }
+
+    /// The skew part `(A - A^T) / 2` the skew parametrizations use.
+    fn skew_part(a: &[f64]) -> DMatrix<f64> {
+        let a = mat(a);
+        (&a - a.transpose()) * 0.5
+    }
+
+    #[test]
+    fn free_and_orthogonal_return_their_parameter() {
+        for kind in [ModelKind::Rnn, ModelKind::Orthogonal] {
+            let (b, mut model) = build(kind);
+            let w = values(1, N * N, 1.0);
+            model.write(&b, "W", &w).unwrap();
+            assert_close(kind, &model.recurrent_matrix().unwrap(), &w);
+        }
+    }
+
+    #[test]
+    fn factorized_is_u_diag_margin_s_v_transposed() {
+        let kind = ModelKind::Factorized;
+        let (b, mut model) = build(kind);
+        let m = 0.3;
+        let p = values(2, N, 3.0);
+        model.write(&b, "p", &p).unwrap();
+        let (u, v) = (mat(&model.read(&b, "U").unwrap()), mat(&model.read(&b, "V").unwrap()));
+        // s = 2m (sigmoid(p) - 1/2) + 1.
+        let s: Vec<f64> = p.iter().map(|&x| 2.0 * m * (1.0 / (1.0 + (-x).exp()) - 0.5) + 1.0).collect();
+        let want = &u * DMatrix::from_diagonal(&nalgebra::DVector::from_vec(s.clone())) * v.transpose();
+        let w = model.recurrent_matrix().unwrap();
+        assert_close(kind, &w, &rows(&want));
+        // U and V start orthogonal, so the singular values of W are s, sorted.
+        let mut sorted = s;
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let sv = singular_values_host(&w, N).unwrap();
+        assert_close(kind, &sv, &sorted);
+        assert_close(kind, &model.diagnostics().unwrap().singular_values, &sorted);
+    }
+
+    #[test]
+    fn scornn_is_the_cayley_transform_times_d() {
+        let kind = ModelKind::Scornn;
+        let (b, mut model) = build(kind);
+        let a = values(3, N * N, 0.5); // not skew: the model uses its skew part
+        model.write(&b, "A", &a).unwrap();
+        let s = skew_part(&a);
+        let i = DMatrix::<f64>::identity(N, N);
+        // D: the first N / 2 entries -1 (the default --neg).
+        let d = DMatrix::from_fn(N, N, |r, c| {
+            if r != c {
+                0.0
+            } else if r < N / 2 {
+                -1.0
+            } else {
+                1.0
+            }
+        });
+        let want = (&i + &s).try_inverse().unwrap() * (&i - &s) * d;
+        let w = model.recurrent_matrix().unwrap();
+        assert_close(kind, &w, &rows(&want));
+        assert!(drift_host(&w, N).unwrap() < 1e-13);
+    }
+
+    #[test]
+    fn exprnn_and_dtriv_are_b_exp_a() {
+        for kind in [ModelKind::Exprnn, ModelKind::Dtriv] {
+            let (b, mut model) = build(kind);
+            let a = values(4, N * N, 0.8);
+            // Any base (it is frozen and only multiplies): a non-orthogonal one shows the order B exp(A).
+            let base = values(5, N * N, 1.0);
+            model.write(&b, "A", &a).unwrap();
+            model.write(&b, "B", &base).unwrap();
+            let want = mat(&base) * skew_part(&a).exp();
+            assert_close(kind, &model.recurrent_matrix().unwrap(), &rows(&want));
+        }
+    }
+
+    #[test]
+    fn the_lstm_has_no_single_recurrent_matrix() {
+        let (_, mut model) = build(ModelKind::Lstm);
+        let e = model.recurrent_matrix().unwrap_err().to_string();
+        assert!(e.contains("no single recurrent matrix") && e.contains("Model::read"), "{e}");
+    }
+}

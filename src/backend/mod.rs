@@ -391,6 +391,17 @@ pub trait Backend: Clone + Send + Sync + 'static {
 
     // ---- GEMM ----
     /// `C = alpha op(A) op(B) + beta C`, then the epilogue (see [`Gemm`], [`Epilogue`]).
+    ///
+    /// ```
+    /// use ortho_rnn::backend::{Backend, Epilogue, Gemm, Slice, SliceMut, cpu::Cpu};
+    /// let b = Cpu::<f32>::new(1);
+    /// let (x, y) = (b.upload(&[1.0, 2.0, 3.0, 4.0])?, b.upload(&[0.0, 1.0, 1.0, 0.0])?);
+    /// let mut c = b.zeros(4)?;
+    /// // C = X Y^T (2 x 2 row-major): Y swaps the columns of X.
+    /// b.gemm(&Gemm::new(2, 2, 2).tb(), Slice::all(&x), Slice::all(&y), SliceMut::all(&mut c), Epilogue::none())?;
+    /// assert_eq!(b.download(Slice::all(&c))?, [2.0, 1.0, 4.0, 3.0]);
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
     fn gemm(
         &self,
         g: &Gemm<Self::Elem>,

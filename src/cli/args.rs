@@ -79,7 +79,8 @@ pub struct ModelArgs {
     /// Gain g multiplying the orthogonal or identity initialization.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub gain: f64,
-    /// Regularizer, repeatable: soft-orth=LAMBDA, spectrum-prior=LAMBDA, gain-orth=LAMBDA,g=GAIN.
+    /// Regularizer, repeatable: soft-orth=LAMBDA, spectrum-prior=LAMBDA, gain-orth=LAMBDA,g=GAIN
+    /// [default: none].
     #[arg(long = "reg", value_name = "SPEC")]
     pub regs: Vec<String>,
     /// Weight decay (on the composite recurrent matrix and the input/output matrices).
@@ -120,7 +121,7 @@ pub struct OptimArgs {
     /// Denominator epsilon of RMSprop and Adam.
     #[arg(long, default_value_t = 1e-8, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub eps: f64,
-    /// Global-norm gradient clipping (the papers use 100).
+    /// Global-norm gradient clipping (the papers use 100) [default: none: no clipping].
     #[arg(long, allow_negative_numbers = true, value_parser = bounds::positive)]
     pub clip: Option<f64>,
     /// Learning rate of the geodesic (Cayley) steps of factorized and orthogonal models [default: 1e-3].
@@ -165,7 +166,8 @@ impl OptimArgs {
 /// Device flags.
 #[derive(Args, Clone, Debug)]
 pub struct DeviceArgs {
-    /// Backend: cpu, cuda (GPU 0), cuda:K (GPU K, as `ortho-rnn devices` numbers them) or emu.
+    /// Backend: cpu, cuda (GPU 0), cuda:K (GPU K) or emu (`ortho-rnn devices` lists what this machine
+    /// offers and numbers the GPUs).
     #[arg(long, default_value = "cpu", value_parser = bounds::device)]
     pub device: DeviceKind,
     /// CPU threads (0: every core).

@@ -30,7 +30,8 @@ pub struct ExperimentArgs {
     /// Output directory [default: runs/NAME].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Data directory: MNIST IDX files (Fashion-MNIST works too) or PTB text files.
+    /// Data directory: MNIST IDX files (Fashion-MNIST works too) or PTB text files [default: none;
+    /// the MNIST and PTB experiments need it, except with --smoke].
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// The data set's name in the results [default: inferred from the --data directory].

@@ -64,13 +64,16 @@ struct TrainArgs {
     /// Task.
     #[arg(long, value_enum, default_value = "copy")]
     task: TaskKind,
-    /// Sequence length T (the copy task's delay: its sequences have T + 20 steps; PTB: the longest sentence kept, 75 or 300).
+    /// Sequence length T (the copy task's delay: its sequences have T + 20 steps; PTB: the longest
+    /// sentence kept, 75 or 300) [default: 100 for copy and adding, 784 for mnist and pmnist, 28 for
+    /// mnist-rows, 75 for ptb].
     #[arg(long, value_parser = bounds::seq_len)]
     seq_len: Option<usize>,
-    /// Directory with the task's data files (MNIST IDX, PTB text).
+    /// Directory with the task's data files (MNIST IDX, PTB text) [default: none; the file-backed
+    /// tasks need it].
     #[arg(long)]
     data: Option<PathBuf>,
-    /// File-backed tasks: train on the first N examples only.
+    /// File-backed tasks: train on the first N examples only [default: all].
     #[arg(long, value_parser = bounds::max_train)]
     max_train: Option<usize>,
     /// File-backed tasks: evaluate on the test split instead of the validation split.
@@ -83,10 +86,12 @@ struct TrainArgs {
     /// Batch size.
     #[arg(long, default_value_t = 50, value_parser = bounds::batch)]
     batch: usize,
-    /// Training iterations.
+    /// Training iterations [default: 2000; with --epochs: --epochs x --iters-per-epoch; with
+    /// --resume: the stored run's].
     #[arg(long, conflicts_with = "epochs", value_parser = bounds::iters)]
     iters: Option<usize>,
-    /// Training epochs of --iters-per-epoch iterations (the papers' convention: 100).
+    /// Training epochs of --iters-per-epoch iterations (the papers' convention: 100) [default: none;
+    /// --iters decides].
     #[arg(long, value_parser = bounds::iters)]
     epochs: Option<usize>,
     /// Iterations per epoch with --epochs.
@@ -105,7 +110,7 @@ struct TrainArgs {
     /// checkpoint's].
     #[arg(long, value_enum)]
     precision: Option<Precision>,
-    /// Append one JSON line per evaluation to this file.
+    /// Append one JSON line per evaluation to this file [default: none].
     #[arg(long)]
     metrics: Option<PathBuf>,
     /// Print a one-line JSON summary as the last line of stdout.
@@ -120,7 +125,7 @@ struct TrainArgs {
     /// No progress output.
     #[arg(long)]
     quiet: bool,
-    /// Write a checkpoint (safetensors, atomically replaced) to this file.
+    /// Write a checkpoint (safetensors, atomically replaced) to this file [default: none].
     #[arg(long)]
     checkpoint: Option<PathBuf>,
     /// Checkpoint every this many iterations (and at the end) [default: --eval-every].
@@ -129,7 +134,7 @@ struct TrainArgs {
     /// Continue the run stored in this checkpoint: task, model, optimizer and seed come from it,
     /// and flags that would change them are refused; --iters/--epochs may extend it, and
     /// --eval-every, --checkpoint(-every), --metrics, --data (moved data), --device and --threads
-    /// may change. Continues bit-identically on the CPU.
+    /// may change. Continues bit-identically on the CPU [default: none].
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Exit 0 even when the run diverged (its loss stayed far above the task's baseline); the
@@ -148,7 +153,7 @@ struct TrainArgs {
     spike_factor: f64,
     /// Write the initial weights, the batches and, per iteration, loss, gradient norm and the
     /// parameters after the update into this directory (safetensors), for a step-by-step replay by
-    /// tools/torch_replay.py.
+    /// tools/torch_replay.py [default: none].
     #[arg(long, value_name = "DIR")]
     dump_trajectory: Option<PathBuf>,
     /// With --dump-trajectory: how many iterations to record [default: min(--iters, 100)].
@@ -297,7 +302,7 @@ impl BackendJob for TrainJob {
         }
         summary.diverged = watch.verdict();
         if let Some(rec) = &trainer.trajectory {
-            println!("trajectory of {} iterations in {}", rec.recorded(), rec.dir().display());
+            println!("trajectory of {} in {}", count(rec.recorded(), "iteration"), rec.dir().display());
         }
         Ok(summary)
     }
@@ -340,7 +345,11 @@ fn resumed_run(a: &TrainArgs, ck: &Checkpoint, path: &Path, iters: Option<usize>
     if ck.iter > run.iters {
         return Err(Error::bad_file(
             path,
-            format!("metadata `iter` is {}, more than the {} iterations of its stored run", ck.iter, run.iters),
+            format!(
+                "metadata `iter` is {}, more than the {} of its stored run",
+                ck.iter,
+                count(run.iters, "iteration")
+            ),
         ));
     }
     if let Some(i) = iters {
@@ -348,7 +357,7 @@ fn resumed_run(a: &TrainArgs, ck: &Checkpoint, path: &Path, iters: Option<usize>
             return Err(Error::invalid(
                 "--iters",
                 i,
-                format!("the checkpoint has already trained {} iterations", ck.iter),
+                format!("the checkpoint has already trained {}", count(ck.iter, "iteration")),
             ));
         }
         run.iters = i;
@@ -477,6 +486,7 @@ fn train(a: TrainArgs) -> Result<()> {
         _ => None,
     };
     let precision = run.precision;
+    let t = run.task.seq_len.unwrap_or(run.task.kind.default_seq_len());
     let job = TrainJob { run, cfg, resume, keep_best, spike_factor: a.spike_factor, dump };
     let summary = match a.dtype {
         DtypeArg::F32 => dispatch_with_precision(a.device.device, a.device.threads, precision, job)?,
@@ -499,7 +509,7 @@ fn train(a: TrainArgs) -> Result<()> {
             });
         }
     };
-    print_summary(&summary, a.json);
+    print_summary(&summary, t, a.json);
     match &summary.diverged {
         Some(why) if !a.allow_divergence => Err(Error::Diverged(format!(
             "{why} (the summary above records it; pass --allow-divergence to exit 0 anyway)"
@@ -515,18 +525,29 @@ fn best_path(checkpoint: &std::path::Path) -> PathBuf {
     checkpoint.with_file_name(format!("{stem}.best.{ext}"))
 }
 
-fn print_summary(s: &Summary, json: bool) {
+/// `"1 iteration"`, `"2 iterations"`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
+/// The task's length flag `T` and, where they differ (the copy task: `T + 20`), the steps a
+/// sequence has: `"T 100, 120 steps"`; `"T 100"`.
+fn length(t: usize, steps: usize) -> String {
+    if t == steps { format!("T {t}") } else { format!("T {t}, {steps} steps") }
+}
+
+fn print_summary(s: &Summary, t: usize, json: bool) {
     println!(
-        "{} on {} (hidden {}, T {}): final loss {:.5} vs baseline {:.5}{}{}; {} iterations in {:.1}s ({:.2} ms/iter) on {}{}",
+        "{} on {} (hidden {}, {}): final loss {:.5} vs baseline {:.5}{}{}; {} in {:.1}s ({:.2} ms/iter) on {}{}",
         s.model,
         s.task,
         s.hidden,
-        s.seq_len,
+        length(t, s.seq_len),
         s.loss,
         s.baseline,
         s.accuracy.map_or(String::new(), |a| format!(", accuracy {a:.4}")),
         s.bpc.map_or(String::new(), |b| format!(", {b:.4} bits/char")),
-        s.iters,
+        count(s.iters, "iteration"),
         s.seconds,
         s.ms_per_iter,
         s.device,
@@ -595,11 +616,11 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {
         println!(
-            "{} hidden {} T {} batch {} on {}{}: median {:.3} ms/iter (min {:.3}), {:.2} GFLOP/iter, {:.1} GFLOP/s; \
+            "{} hidden {} {} batch {} on {}{}: median {:.3} ms/iter (min {:.3}), {:.2} GFLOP/iter, {:.1} GFLOP/s; \
              training loss {:.5} -> {:.5}",
             r.model,
             r.hidden,
-            r.seq_len,
+            length(r.seq_len, r.seq_len + 2 * ortho_rnn::tasks::copy::SYMBOLS),
             r.batch,
             r.device,
             precision_note(r.precision),
@@ -677,6 +698,10 @@ fn devices() -> Result<()> {
         "emu: the CUDA kernels compiled for the host ({} entry points), --device emu",
         emu::registered_kernels().len()
     );
+    println!(
+        "     (its name's \"resume order in-order\": a block's threads resume at each barrier, and a grid's \
+         blocks run, in ascending index)"
+    );
     Ok(())
 }
 
@@ -713,5 +738,39 @@ fn plot(a: PlotArgs) -> Result<()> {
             dir.display(),
             format!("{} of {} directories could not be plotted (see above)", errors.len(), a.dirs.len()),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// Every flag that takes a value says its default in `--help`: clap's `[default: ...]`, or one
+    /// written into the help text where it depends on other flags (or is "none").
+    #[test]
+    fn every_flag_shows_its_default() {
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments().filter(|a| !a.is_positional() && !a.is_hide_set()) {
+                if !arg.get_action().takes_values() || !arg.get_default_values().is_empty() {
+                    continue;
+                }
+                let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if !help.contains("[default: ") {
+                    missing.push(format!("{} --{}", sub.get_name(), arg.get_long().unwrap_or("?")));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags whose --help shows no default: {missing:?}");
+    }
+
+    #[test]
+    fn counts_and_lengths_read_right() {
+        assert_eq!(count(1, "iteration"), "1 iteration");
+        assert_eq!(count(2000, "iteration"), "2000 iterations");
+        assert_eq!(length(100, 120), "T 100, 120 steps");
+        assert_eq!(length(784, 784), "T 784");
     }
 }

@@ -18,6 +18,7 @@ use crate::plot::{
 };
 use crate::tasks::TaskKind;
 use crate::train::metrics::EvalRecord;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The trivial predictor's value of `metric` for a group, from a finished run's summary or, for the
@@ -77,52 +78,17 @@ pub fn draw(plan: &Plan, out: &Path, results: &[RunResult]) -> (Vec<String>, Vec
             .filter(|r| r.run.config.group == group && !r.records.is_empty())
             .filter(|r| matches!(r.run.config.job, Job::Train(_)))
             .collect();
-        if rows.is_empty() {
-            continue;
-        }
-        let runs: Vec<(String, Vec<EvalRecord>)> = rows.iter().map(|r| (legend(r), r.records.clone())).collect();
-        // Several seeds per cell: the median with a band from the minimum to the maximum.
-        let cells = super::seeds::cells(&rows, |r| r.run.config.label.as_str());
-        let seeded = cells.iter().any(|c| c.len() > 1);
-        let cell_runs: Vec<(String, Vec<Vec<EvalRecord>>)> = cells
-            .iter()
-            .map(|c| {
-                let diverged = c.iter().filter(|r| matches!(r.state, RunState::Diverged(_))).count();
-                let mut label = c[0].run.config.label.clone();
-                if diverged > 0 {
-                    label.push_str(&format!(" ({diverged} diverged)"));
-                }
-                (label, c.iter().map(|r| r.records.clone()).collect())
-            })
-            .collect();
-        for metric in [Metric::Accuracy, Metric::Loss, Metric::Mse, Metric::Bpc] {
-            let has = runs.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
-            if !has {
-                continue;
-            }
-            let opts = CurveOptions {
-                baseline: baseline(metric, &rows).map(|value| Baseline { value, label: "trivial predictor".into() }),
-                ..CurveOptions::default()
+        // One chart per sequence length: runs of different T do not share axes.
+        let lengths: BTreeSet<usize> = rows.iter().filter_map(|r| seq_len(r)).collect();
+        for t in &lengths {
+            let part: Vec<&RunResult> = rows.iter().copied().filter(|r| seq_len(r) == Some(*t)).collect();
+            let (stem, title) = match (group.is_empty(), lengths.len() > 1) {
+                (true, false) => (String::new(), plan.name.to_string()),
+                (true, true) => (format!("T{t}"), format!("{}, T = {t}", plan.name)),
+                (false, false) => (slug(&group), format!("{}, {group}", plan.name)),
+                (false, true) => (format!("{}_T{t}", slug(&group)), format!("{}, {group}, T = {t}", plan.name)),
             };
-            let stem = if group.is_empty() {
-                metric.name().to_string()
-            } else {
-                format!("{}_{}", slug(&group), metric.name())
-            };
-            let title = if group.is_empty() {
-                format!("{}: {}", plan.name, metric.axis_label())
-            } else {
-                format!("{}, {group}: {}", plan.name, metric.axis_label())
-            };
-            let drawn = if seeded {
-                plot_curve_bands(&cell_runs, metric, &dir, &stem, &title, &opts)
-            } else {
-                plot_curves(&runs, metric, &dir, &stem, &title, &opts)
-            };
-            match drawn {
-                Ok(p) => written.extend(relative(out, p)),
-                Err(e) => warnings.push(format!("{stem}: {e}")),
-            }
+            draw_group(&part, &stem, &title, &dir, out, &mut written, &mut warnings);
         }
     }
     for r in results.iter().filter(|r| !r.records.is_empty()) {
@@ -158,4 +124,61 @@ pub fn draw(plan: &Plan, out: &Path, results: &[RunResult]) -> (Vec<String>, Vec
         }
     }
     (written, warnings)
+}
+
+/// The sequence length `T` of a run (`None` for timing runs).
+fn seq_len(r: &RunResult) -> Option<usize> {
+    match &r.run.config.job {
+        Job::Train(t) => Some(t.task.seq_len.unwrap_or(t.task.kind.default_seq_len())),
+        Job::Bench(_) => None,
+    }
+}
+
+/// The curves of one chart's runs (one group, one sequence length): one figure per metric, files
+/// `<prefix>_<metric>` (or `<metric>` for an empty prefix), titled `<title>: <metric>`.
+fn draw_group(
+    rows: &[&RunResult],
+    prefix: &str,
+    title: &str,
+    dir: &Path,
+    out: &Path,
+    written: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) {
+    let runs: Vec<(String, Vec<EvalRecord>)> = rows.iter().map(|r| (legend(r), r.records.clone())).collect();
+    // Several seeds per cell: the median with a band from the minimum to the maximum.
+    let cells = super::seeds::cells(rows, |r| r.run.config.label.as_str());
+    let seeded = cells.iter().any(|c| c.len() > 1);
+    let cell_runs: Vec<(String, Vec<Vec<EvalRecord>>)> = cells
+        .iter()
+        .map(|c| {
+            let diverged = c.iter().filter(|r| matches!(r.state, RunState::Diverged(_))).count();
+            let mut label = c[0].run.config.label.clone();
+            if diverged > 0 {
+                label.push_str(&format!(" ({diverged} diverged)"));
+            }
+            (label, c.iter().map(|r| r.records.clone()).collect())
+        })
+        .collect();
+    for metric in [Metric::Accuracy, Metric::Loss, Metric::Mse, Metric::Bpc] {
+        let has = runs.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
+        if !has {
+            continue;
+        }
+        let opts = CurveOptions {
+            baseline: baseline(metric, rows).map(|value| Baseline { value, label: "trivial predictor".into() }),
+            ..CurveOptions::default()
+        };
+        let stem = if prefix.is_empty() { metric.name().to_string() } else { format!("{prefix}_{}", metric.name()) };
+        let title = format!("{title}: {}", metric.axis_label());
+        let drawn = if seeded {
+            plot_curve_bands(&cell_runs, metric, dir, &stem, &title, &opts)
+        } else {
+            plot_curves(&runs, metric, dir, &stem, &title, &opts)
+        };
+        match drawn {
+            Ok(p) => written.extend(relative(out, p)),
+            Err(e) => warnings.push(format!("{stem}: {e}")),
+        }
+    }
 }

@@ -65,6 +65,16 @@ impl<B: Backend> Expm<B> {
 }
 
 /// `exp(A)` for an `n x n` matrix `A` (allocates a workspace; keep an [`Expm`] to reuse one).
+///
+/// ```
+/// use ortho_rnn::backend::{Backend, Slice, cpu::Cpu};
+/// // exp of the skew [[0, -t], [t, 0]] is the rotation by t.
+/// let (b, t) = (Cpu::<f64>::new(1), 0.5f64);
+/// let e = ortho_rnn::linalg::expm(&b, Slice::all(&b.upload(&[0.0, -t, t, 0.0])?), 2)?;
+/// let want = [t.cos(), -t.sin(), t.sin(), t.cos()];
+/// assert!(b.download(Slice::all(&e))?.iter().zip(want).all(|(x, y)| (x - y).abs() < 1e-15));
+/// # Ok::<(), ortho_rnn::Error>(())
+/// ```
 pub fn expm<B: Backend>(b: &B, a: Slice<B>, n: usize) -> Result<B::Buf> {
     let mut out = b.zeros(n * n)?;
     Expm::new(b, n)?.compute(b, a, SliceMut::all(&mut out))?;

@@ -13,6 +13,7 @@
 //! | skew | [`skew`] | `(X - X^T)/2`, skewness checks |
 //! | orthogonality | [`orth`] | drift `‖MᵀM - I‖_max`, QR re-orthogonalization, orthogonal init |
 //! | SVD | [`svd`] | singular values on the host (diagnostics) |
+//! | host matrices | [`host`] | singular values and drift of a `&[f64]`, no backend |
 //!
 //! Workspace structs ([`Expm`], [`ExpmFrechet`], [`CayleyStep`], [`Scornn`]) own every `n x n`
 //! buffer an evaluation needs, so a training loop that keeps one calls them each step without
@@ -23,6 +24,7 @@
 pub mod cayley;
 pub mod expm;
 pub mod frechet;
+pub mod host;
 pub mod orth;
 pub mod pade;
 pub mod skew;
@@ -31,6 +33,7 @@ pub mod svd;
 pub use cayley::{CayleyForm, CayleyStep, DriftGuard, Scornn, cayley_step, cayley_transform, scornn_grad};
 pub use expm::{Expm, expm};
 pub use frechet::{ExpmFrechet, FrechetPair, expm_frechet, expm_frechet_adjoint, expm_frechet_adjoint_block};
+pub use host::{drift_host, singular_values_host};
 pub use orth::{drift, orthogonal_from_gaussian, reorthogonalize};
 pub use pade::{PadeChoice, choose_expm, choose_frechet};
 pub use skew::{is_skew, skew_defect, skew_part};

@@ -8,19 +8,21 @@ use crate::error::{Error, Result};
 use crate::scalar::Scalar;
 use faer::{Mat, MatRef};
 
-/// The singular values of the `n x n` matrix `m`, largest first.
+/// The singular values of the `n x n` matrix `m` (a device buffer), largest first. For a host
+/// `&[f64]`, [`crate::linalg::singular_values_host`] needs no backend.
+///
+/// ```
+/// use ortho_rnn::backend::{Backend, Slice, cpu::Cpu};
+/// let b = Cpu::<f32>::new(1);
+/// let m = b.upload(&[0.0, 2.0, -3.0, 0.0])?; // a permutation times diag(2, -3)
+/// let s = ortho_rnn::linalg::singular_values(&b, Slice::all(&m), 2)?;
+/// assert!((s[0] - 3.0).abs() < 1e-12 && (s[1] - 2.0).abs() < 1e-12);
+/// # Ok::<(), ortho_rnn::Error>(())
+/// ```
 pub fn singular_values<B: Backend>(b: &B, m: Slice<B>, n: usize) -> Result<Vec<f64>> {
     m.check("singular_values", n * n)?;
     let host: Vec<f64> = b.download(m)?.iter().map(|x| x.f64()).collect();
-    if let Some(bad) = host.iter().find(|x| !x.is_finite()) {
-        return Err(Error::invalid("matrix", bad, "singular_values needs finite entries"));
-    }
-    if n == 0 {
-        return Ok(Vec::new());
-    }
-    MatRef::from_row_major_slice(&host, n, n)
-        .singular_values()
-        .map_err(|e| Error::invalid("matrix", format!("{n} x {n}"), format!("the SVD did not converge ({e:?})")))
+    super::host::singular_values_host(&host, n)
 }
 
 /// The full SVD `A = U diag(s) V^T` of a row-major `n x n` host matrix, in f64: `(U, s, V)` with

@@ -4,79 +4,16 @@
 pub mod head;
 pub mod init;
 pub mod lstm;
+pub mod regularize;
 pub mod rnn;
 
-use crate::backend::{Backend, LossStats, Slice};
+/// Parameters, their update kinds and the diagnostics record live in [`crate::weights`] (below
+/// both `nn` and [`crate::param`]); re-exported here.
+pub use crate::weights::{Diagnostics, Param, Update};
+
+use crate::backend::{Backend, LossStats};
 use crate::error::Result;
 use crate::tasks::Batch;
-
-/// How the optimizer moves a parameter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Update {
-    /// The base optimizer (SGD, RMSprop, Adam) at the parameter's learning rate.
-    Euclidean,
-    /// A geodesic (Cayley) step on the orthogonal group at `--geo-lr`; the parameter is square.
-    Geodesic,
-    /// Not trained (a fixed PReLU slope, the DTRIV base, scoRNN's diagonal `D`).
-    Frozen,
-}
-
-/// A named parameter with its gradient.
-pub struct Param<B: Backend> {
-    /// Name, also the tensor name in checkpoints (`W`, `V`, `b`, `W_o`, `b_o`, `U`, ...).
-    pub name: String,
-    /// Shape (row-major).
-    pub shape: Vec<usize>,
-    /// Current value.
-    pub value: B::Buf,
-    /// Gradient of the loss (zeroed or overwritten by every backward pass).
-    pub grad: B::Buf,
-    /// How it is updated.
-    pub update: Update,
-    /// Multiplier on the base learning rate (its group's rate; e.g. `1 / 2m` for the margin parameters).
-    pub lr_mult: f64,
-    /// Whether `--weight-decay` applies to it through the optimizer.
-    pub decay: bool,
-}
-
-impl<B: Backend> Param<B> {
-    /// A parameter initialized from host values.
-    pub fn new(b: &B, name: &str, shape: &[usize], host: &[f64], update: Update) -> Result<Self> {
-        let data: Vec<B::Elem> = host.iter().map(|&v| crate::Scalar::of(v)).collect();
-        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-        Ok(Param {
-            name: name.to_string(),
-            shape: shape.to_vec(),
-            value: b.upload(&data)?,
-            grad: b.zeros(data.len())?,
-            update,
-            lr_mult: 1.0,
-            decay: false,
-        })
-    }
-    /// Element count.
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-    /// True for an empty parameter.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Sets the learning-rate multiplier.
-    pub fn with_lr_mult(mut self, m: f64) -> Self {
-        self.lr_mult = m;
-        self
-    }
-    /// Marks the parameter for optimizer weight decay.
-    pub fn with_decay(mut self) -> Self {
-        self.decay = true;
-        self
-    }
-    /// Read-only view of the value.
-    pub fn v(&self) -> Slice<'_, B> {
-        Slice::all(&self.value)
-    }
-}
 
 /// Whether a pass computes gradients.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +40,14 @@ pub struct BatchStats {
 }
 
 impl BatchStats {
-    /// Merges the loss totals of another batch.
+    /// Merges the loss totals of another batch (the mean is over all scored steps).
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let mut a = BatchStats { loss_sum: 3.0, count: 2, correct: 1, acc_count: 2, ..Default::default() };
+    /// a.merge(&BatchStats { loss_sum: 1.0, count: 2, correct: 2, acc_count: 2, ..Default::default() });
+    /// assert_eq!((a.loss, a.accuracy()), (1.0, Some(0.75)));
+    /// ```
     pub fn merge(&mut self, o: &BatchStats) {
         self.loss_sum += o.loss_sum;
         self.count += o.count;
@@ -126,21 +70,6 @@ impl BatchStats {
             acc_count: st.count,
         }
     }
-}
-
-/// Diagnostics of the recurrent matrix and its parametrization.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Diagnostics {
-    /// Singular values of the composite recurrent matrix, descending.
-    pub singular_values: Vec<f64>,
-    /// `||U^T U - I||_max`.
-    pub drift_u: Option<f64>,
-    /// `||V^T V - I||_max`.
-    pub drift_v: Option<f64>,
-    /// Re-orthogonalizations so far.
-    pub reorth: Option<usize>,
-    /// Trainable PReLU slope.
-    pub prelu_slope: Option<f64>,
 }
 
 /// What a captured graph of a pass depends on besides device memory: the batch shape and the count of
@@ -194,6 +123,28 @@ pub trait Model<B: Backend>: Send {
     fn after_update(&mut self, step: usize) -> Result<()>;
     /// Diagnostics of the recurrent matrix.
     fn diagnostics(&mut self) -> Result<Diagnostics>;
+    /// The recurrent matrix `W` as the model composes it from its current parameters, row-major
+    /// `n x n` (`n` = [`Model::hidden`]) in f64 on the host: `W` itself for `rnn` and `orthogonal`,
+    /// `U diag(s) V^T` for `factorized`, `(I + A)^-1 (I - A) D` for `scornn`, `B exp(A)` for
+    /// `exprnn` and `dtriv`. The LSTM has four recurrent blocks and no single `W`: it returns an
+    /// error (read its blocks with [`Model::read`]).
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let b = Cpu::<f64>::new(1);
+    /// let task = CopyTask::new(10, 0)?;
+    /// let mut model = ModelSpec::of(ModelKind::Orthogonal, 8).build(&b, &task, 0)?;
+    /// let w = model.recurrent_matrix()?;
+    /// assert!(drift_host(&w, 8)? < 1e-12); // starts orthogonal
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
+    fn recurrent_matrix(&mut self) -> Result<Vec<f64>> {
+        Err(crate::Error::invalid(
+            "recurrent_matrix",
+            self.name(),
+            "this model has no single recurrent matrix W; read its recurrent blocks with Model::read",
+        ))
+    }
     /// `||dL/dh_t||` (mean over the batch) for every step of the last training pass, if recorded.
     fn grad_norms(&mut self) -> Result<Option<Vec<f64>>> {
         Ok(None)

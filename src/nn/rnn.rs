@@ -13,10 +13,10 @@
 
 use super::head::{Head, HeadWs};
 use super::init;
+use super::regularize::Regularizers;
 use super::{BatchStats, Diagnostics, Model, Param, Pass, StageKey, Update};
 use crate::backend::{Act, Activation, Backend, DeviceBuf, Epilogue, Gemm, SeqDims, Slice, SliceMut, TallyValues};
 use crate::error::{Error, Result};
-use crate::optim::regularize::Regularizers;
 use crate::param::Transition;
 use crate::scalar::Scalar;
 use crate::tasks::{Batch, LossKind};
@@ -159,12 +159,6 @@ impl<B: Backend> Rnn<B> {
     /// The configuration.
     pub fn config(&self) -> &RnnConfig {
         &self.cfg
-    }
-
-    /// The composite recurrent matrix `W` (built from the current parameters).
-    pub fn recurrent_matrix(&mut self) -> Result<Vec<B::Elem>> {
-        self.ensure_w()?;
-        self.b.download(Slice::all(&self.w))
     }
 
     /// The hidden state `h_T` of every batch row after the last [`Model::run`], `[B, n]`.
@@ -358,6 +352,11 @@ impl<B: Backend> Model<B> for Rnn<B> {
         Ok(())
     }
 
+    fn recurrent_matrix(&mut self) -> Result<Vec<f64>> {
+        self.ensure_w()?;
+        Ok(self.b.download(Slice::all(&self.w))?.iter().map(|x| x.f64()).collect())
+    }
+
     fn diagnostics(&mut self) -> Result<Diagnostics> {
         self.ensure_w()?;
         let n = self.cfg.hidden;
@@ -398,8 +397,4 @@ fn two<B: Backend>(p: &mut [Param<B>], i: usize, j: usize) -> (&mut Param<B>, &m
 }
 
 /// Singular values of an `n x n` matrix on the backend (host SVD, for diagnostics).
-pub fn singular_values<B: Backend>(b: &B, w: Slice<B>, n: usize) -> Result<Vec<f64>> {
-    let host = b.download(w)?;
-    let m = faer::Mat::<f64>::from_fn(n, n, |i, j| host[i * n + j].f64());
-    m.singular_values().map_err(|e| Error::Device(format!("SVD did not converge: {e:?}")))
-}
+pub use crate::linalg::singular_values;

@@ -10,18 +10,20 @@
 //!
 //! Weight decay through the optimizer is coupled L2 (`g += wd p`) on parameters marked for it (the
 //! input and output matrices); the recurrent matrix gets it on its composite value instead
-//! ([`regularize`]). Clipping rescales every gradient by `clip / ||g||` when the global norm over
+//! ([`crate::nn::regularize`]). Clipping rescales every gradient by `clip / ||g||` when the global norm over
 //! all trained parameters exceeds `clip` (the papers use 100).
 //!
 //! Each parameter's learning rate is the base rate times its group multiplier
-//! ([`crate::nn::Param::lr_mult`]); geodesic parameters use `geo_lr` instead.
+//! ([`crate::weights::Param::lr_mult`]); geodesic parameters use `geo_lr` instead.
 
-pub mod regularize;
+/// The regularizers on `W` now live at [`crate::nn::regularize`] (they are loss terms of the
+/// network); this path is kept for code written against it.
+pub use crate::nn::regularize;
 
 use crate::backend::{Backend, OptimRule, OptimStep, Slice, SliceMut, StepTensor, Tally, TallyValues};
 use crate::error::{Error, Result};
 use crate::linalg::CayleyStep;
-use crate::nn::{Param, Update};
+use crate::weights::{Param, Update};
 
 /// Optimizer hyperparameters.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -39,7 +41,16 @@ pub struct OptimConfig {
 }
 
 impl OptimConfig {
-    /// Checks the hyperparameters.
+    /// Checks the hyperparameters; the error names the flag.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let ok = OptimConfig { rule: OptimRule::Sgd { momentum: 0.9, nesterov: true }, lr: 0.1,
+    ///                        geo_lr: 0.0, clip: Some(1.0), weight_decay: 0.0 };
+    /// assert!(ok.validate().is_ok());
+    /// let e = OptimConfig { lr: -1.0, ..ok }.validate().unwrap_err().to_string();
+    /// assert!(e.contains("--lr"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return Err(Error::invalid("--lr", self.lr, "the learning rate must be a positive finite number"));

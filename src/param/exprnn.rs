@@ -19,8 +19,8 @@ use super::Transition;
 use crate::backend::{Backend, Epilogue, Gemm, Slice, SliceMut};
 use crate::error::{Error, Result};
 use crate::linalg::{DriftGuard, Expm, ExpmFrechet, drift, reorthogonalize, skew_part};
-use crate::nn::{Diagnostics, Param, Update};
 use crate::scalar::Scalar;
+use crate::weights::{Diagnostics, Param, Update};
 
 /// expRNN (`k = None`) or DTRIV-K.
 pub struct ExpRnn<B: Backend> {

@@ -17,8 +17,8 @@ use super::Transition;
 use crate::backend::{Backend, Epilogue, Gemm, MapOp, Slice, SliceMut};
 use crate::error::{Error, Result};
 use crate::linalg::orth::drift;
-use crate::nn::{Diagnostics, Param, Update};
 use crate::scalar::Scalar;
+use crate::weights::{Diagnostics, Param, Update};
 
 /// How the singular values are parametrized.
 #[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -33,6 +33,14 @@ pub enum Spectrum {
 
 impl Spectrum {
     /// From a margin flag: `None` is "no margin", `Some(0)` orthogonal.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// assert_eq!(Spectrum::from_margin(Some(0.1))?, Spectrum::Margin(0.1));
+    /// assert_eq!(Spectrum::from_margin(Some(0.0))?, Spectrum::Orthogonal);
+    /// assert!(Spectrum::from_margin(Some(-1.0)).is_err());
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
     pub fn from_margin(m: Option<f64>) -> Result<Self> {
         match m {
             None => Ok(Spectrum::Free),

@@ -3,7 +3,7 @@
 use super::Transition;
 use crate::backend::{Backend, Slice, SliceMut};
 use crate::error::Result;
-use crate::nn::{Param, Update};
+use crate::weights::{Param, Update};
 
 /// `W` trained directly by the base optimizer.
 pub struct Free;

@@ -13,7 +13,7 @@ pub mod scornn;
 
 use crate::backend::{Backend, Slice, SliceMut};
 use crate::error::Result;
-use crate::nn::{Diagnostics, Param};
+use crate::weights::{Diagnostics, Param};
 
 /// A parametrization of the `n x n` recurrent matrix.
 pub trait Transition<B: Backend>: Send {

@@ -4,7 +4,7 @@ use super::Transition;
 use crate::backend::{Backend, Slice, SliceMut};
 use crate::error::Result;
 use crate::linalg::orth::drift;
-use crate::nn::{Diagnostics, Param, Update};
+use crate::weights::{Diagnostics, Param, Update};
 
 /// `W` on the orthogonal group.
 pub struct Orthogonal {

@@ -16,8 +16,8 @@ use crate::backend::{Backend, Slice, SliceMut};
 use crate::error::{Error, Result};
 use crate::linalg::Scornn as ScornnMap;
 use crate::linalg::skew_part;
-use crate::nn::{Param, Update};
 use crate::scalar::Scalar;
+use crate::weights::{Param, Update};
 
 /// The scoRNN transition.
 pub struct Scornn<B: Backend> {

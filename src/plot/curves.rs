@@ -5,7 +5,7 @@
 //! `1/6`) and Figure 6 (sequential MNIST loss). The abscissa is the epoch when every plotted record
 //! carries one, otherwise the iteration.
 
-use super::figure::{self, DrawResult, Figure, Theme, XAxis};
+use super::figure::{self, DrawResult, Figure, Sample, SideLegend, Theme, XAxis};
 use crate::error::{Error, Result};
 use crate::train::metrics::EvalRecord;
 use plotters::coord::Shift;
@@ -241,6 +241,9 @@ fn draw_series(
     figure::render(&fig, out_dir, stem, opts.size)
 }
 
+/// The dashed line of the trivial predictor.
+const BASELINE_GREY: RGBColor = RGBColor(90, 90, 90);
+
 /// A prepared curve plot.
 struct CurveFigure<'a> {
     title: &'a str,
@@ -258,27 +261,39 @@ struct CurveFigure<'a> {
 impl Figure for CurveFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
         root.fill(&WHITE)?;
+        // The legend sits to the right of the plot, in as many columns as the height needs.
+        let mut entries: Vec<(&str, Sample)> = self
+            .series
+            .iter()
+            .enumerate()
+            .map(|(i, (l, _))| (l.as_str(), Sample::Line(figure::series_colour(i))))
+            .collect();
+        if let Some(b) = self.baseline {
+            entries.push((b.label.as_str(), Sample::Dashed(BASELINE_GREY)));
+        }
+        let (w, h) = root.dim_in_pixel();
+        let legend = SideLegend::new(theme, entries, h);
+        let (plot, side) = root.split_horizontally(w.saturating_sub(legend.width()));
         let (y0, y1) = self.y_range;
         if self.log_y {
             let (major, minor, decades) = figure::log_ticks(y0, y1);
             let coord = (y0..y1).log_scale().with_key_points(major).with_light_points(minor);
-            self.draw_on(root, theme, coord, &|v| figure::log_tick_label(*v, decades), |y| y.ln())
+            self.draw_on(&plot, theme, coord, &|v| figure::log_tick_label(*v, decades))?;
         } else {
-            self.draw_on(root, theme, y0..y1, &figure::tick_label, |y| y)
+            self.draw_on(&plot, theme, y0..y1, &figure::tick_label)?;
         }
+        legend.draw(&side, theme)
     }
 }
 
 impl CurveFigure<'_> {
-    /// Draws on a chart whose y coordinate is `y_spec` with tick labels `y_fmt`; `y_unit` maps y to a
-    /// linear scale (for legend placement).
+    /// Draws on a chart whose y coordinate is `y_spec` with tick labels `y_fmt`.
     fn draw_on<DB, YS>(
         &self,
         root: &DrawingArea<DB, Shift>,
         theme: &Theme,
         y_spec: YS,
         y_fmt: &dyn Fn(&f64) -> String,
-        y_unit: impl Fn(f64) -> f64,
     ) -> DrawResult<DB>
     where
         DB: DrawingBackend,
@@ -292,16 +307,9 @@ impl CurveFigure<'_> {
         mesh.y_label_formatter(y_fmt).draw()?;
 
         if let Some(b) = self.baseline {
-            let style = RGBColor(90, 90, 90).stroke_width(theme.px(1.6));
+            let style = BASELINE_GREY.stroke_width(theme.px(1.6));
             let (dash, gap) = (theme.px(9.0), theme.px(6.0));
-            let w = theme.ipx(26.0);
-            chart
-                .draw_series(DashedLineSeries::new([(x0, b.value), (x1, b.value)], dash, gap, style))?
-                .label(b.label.as_str())
-                .legend(move |(x, y)| {
-                    let seg = |a: i32, c: i32| PathElement::new(vec![(a, 0), (c, 0)], style);
-                    EmptyElement::at((x, y)) + seg(0, w * 2 / 5) + seg(w * 3 / 5, w)
-                });
+            chart.draw_series(DashedLineSeries::new([(x0, b.value), (x1, b.value)], dash, gap, style))?;
         }
 
         for (i, band) in self.bands.iter().enumerate().filter(|(_, b)| b.len() >= 2) {
@@ -310,31 +318,16 @@ impl CurveFigure<'_> {
                 band.iter().map(|&(x, lo, _)| (x, lo)).chain(band.iter().rev().map(|&(x, _, hi)| (x, hi))).collect();
             chart.draw_series(std::iter::once(Polygon::new(outline, fill)))?;
         }
-        for (i, (label, points)) in self.series.iter().enumerate() {
+        for (i, (_, points)) in self.series.iter().enumerate() {
             let colour = figure::series_colour(i);
             let style = colour.stroke_width(theme.line_width());
-            let w = theme.ipx(26.0);
-            chart
-                .draw_series(LineSeries::new(points.iter().copied(), style))?
-                .label(label.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], style));
+            chart.draw_series(LineSeries::new(points.iter().copied(), style))?;
             if points.len() <= 30 {
                 let r = theme.px(3.5);
                 chart.draw_series(points.iter().map(|&p| Circle::new(p, r, colour.filled())))?;
             }
         }
 
-        let (y0, y1) = (y_unit(self.y_range.0), y_unit(self.y_range.1));
-        let to_unit = |(x, y): (f64, f64)| ((x - x0) / (x1 - x0), (y_unit(y) - y0) / (y1 - y0));
-        let mut lines: Vec<&[(f64, f64)]> = self.series.iter().map(|(_, p)| p.as_slice()).collect();
-        let base_line;
-        if let Some(b) = self.baseline {
-            base_line = [(x0, b.value), (x1, b.value)];
-            lines.push(&base_line);
-        }
-        let entries = self.series.len() + usize::from(self.baseline.is_some());
-        let longest = self.series.iter().map(|(l, _)| l.chars().count()).chain(self.baseline.map(|b| b.label.len()));
-        let pos = figure::legend_corner(&lines, to_unit, entries, longest.max().unwrap_or(0));
-        theme.draw_legend(&mut chart, pos)
+        Ok(())
     }
 }

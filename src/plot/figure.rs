@@ -189,22 +189,74 @@ impl Theme {
             .y_labels(8)
             .x_label_formatter(&tick_label);
     }
+}
 
-    /// Configures and draws the legend ("series labels") of `chart` at `pos`.
-    pub(crate) fn draw_legend<'a, DB: DrawingBackend + 'a, X: Ranged, Y: Ranged>(
-        &self,
-        chart: &mut ChartContext<'a, DB, Cartesian2d<X, Y>>,
-        pos: SeriesLabelPosition,
-    ) -> DrawResult<DB> {
-        chart
-            .configure_series_labels()
-            .position(pos)
-            .margin(self.px(12.0))
-            .legend_area_size(self.px(34.0))
-            .background_style(WHITE.mix(0.88))
-            .border_style(RGBColor(170, 170, 170))
-            .label_font(self.legend_font())
-            .draw()
+/// How a legend entry's sample line is drawn.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Sample {
+    /// A solid line in the series colour.
+    Line(RGBColor),
+    /// A dashed line (the trivial predictor, a reference value).
+    Dashed(RGBColor),
+    /// A solid line over a shaded band (mean ± std).
+    Band(RGBColor),
+}
+
+/// A legend drawn beside the plot, never over it: the entries fill a column from the top, and
+/// further columns are added when the canvas height runs out.
+pub(crate) struct SideLegend<'a> {
+    entries: Vec<(&'a str, Sample)>,
+    rows: usize,
+    columns: usize,
+    col_width: u32,
+    row_height: u32,
+    top: u32,
+}
+
+impl<'a> SideLegend<'a> {
+    /// Lays out `entries` for a canvas `height` pixels tall.
+    pub(crate) fn new(theme: &Theme, entries: Vec<(&'a str, Sample)>, height: u32) -> Self {
+        let (row_height, top) = (theme.px(25.0), theme.px(60.0));
+        let fit = (height.saturating_sub(top + theme.px(20.0)) / row_height).max(1) as usize;
+        let columns = entries.len().div_ceil(fit).max(1);
+        let rows = entries.len().div_ceil(columns);
+        // DejaVu Sans advances about 0.55 em per character on average; 0.6 leaves room for wide ones.
+        let longest = entries.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0) as f64;
+        let col_width = theme.px(26.0 + 8.0 + 22.0 + 17.5 * 0.6 * longest);
+        SideLegend { entries, rows, columns, col_width, row_height, top }
+    }
+
+    /// Width of the legend's area.
+    pub(crate) fn width(&self) -> u32 {
+        self.col_width * self.columns as u32
+    }
+
+    /// Draws the legend on `area` (the strip beside the plot, [`SideLegend::width`] wide).
+    pub(crate) fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
+        let (w, gap) = (theme.ipx(26.0), theme.ipx(8.0));
+        let half_font = theme.ipx(17.5 * 0.6);
+        for (i, (label, sample)) in self.entries.iter().enumerate() {
+            let (col, row) = ((i / self.rows) as i32, (i % self.rows) as i32);
+            let x = col * self.col_width as i32;
+            let y = self.top as i32 + row * self.row_height as i32 + self.row_height as i32 / 2;
+            match *sample {
+                Sample::Band(c) => {
+                    let h = theme.ipx(7.0);
+                    area.draw(&Rectangle::new([(x, y - h), (x + w, y + h)], c.mix(0.22).filled()))?;
+                    area.draw(&PathElement::new(vec![(x, y), (x + w, y)], c.stroke_width(theme.line_width())))?;
+                }
+                Sample::Line(c) => {
+                    area.draw(&PathElement::new(vec![(x, y), (x + w, y)], c.stroke_width(theme.line_width())))?
+                }
+                Sample::Dashed(c) => {
+                    let style = c.stroke_width(theme.px(1.6));
+                    area.draw(&PathElement::new(vec![(x, y), (x + w * 2 / 5, y)], style))?;
+                    area.draw(&PathElement::new(vec![(x + w * 3 / 5, y), (x + w, y)], style))?;
+                }
+            }
+            area.draw(&Text::new(label.to_string(), (x + w + gap, y - half_font), theme.legend_font()))?;
+        }
+        Ok(())
     }
 }
 
@@ -364,55 +416,6 @@ pub(crate) fn padded_log((lo, hi): (f64, f64), pad: f64) -> (f64, f64) {
     }
 }
 
-/// Picks the legend corner that the data crosses least.
-///
-/// `series` are polylines in axis units; `to_unit` maps a point to `[0, 1]^2` (y up). `entries`
-/// and `longest_label` (characters) estimate the legend box as a fraction of the plot.
-pub(crate) fn legend_corner(
-    series: &[&[(f64, f64)]],
-    to_unit: impl Fn((f64, f64)) -> (f64, f64),
-    entries: usize,
-    longest_label: usize,
-) -> SeriesLabelPosition {
-    let w = (0.09 + 0.013 * longest_label as f64).min(0.6);
-    let h = (0.05 + 0.065 * entries as f64).min(0.9);
-    // Corners (x interval, y interval) in order of preference when equally clear.
-    let corners = [
-        ((1.0 - w, 1.0), (1.0 - h, 1.0)),
-        ((1.0 - w, 1.0), (0.0, h)),
-        ((0.0, w), (1.0 - h, 1.0)),
-        ((0.0, w), (0.0, h)),
-    ];
-    let mut hits = [0usize; 4];
-    let mut count = |(x, y): (f64, f64)| {
-        for (i, ((xa, xb), (ya, yb))) in corners.iter().enumerate() {
-            if (*xa..=*xb).contains(&x) && (*ya..=*yb).contains(&y) {
-                hits[i] += 1;
-            }
-        }
-    };
-    for line in series {
-        let unit: Vec<(f64, f64)> = line.iter().map(|&p| to_unit(p)).collect();
-        if let [p] = unit.as_slice() {
-            count(*p);
-        }
-        // Sample each segment so that a long straight stretch counts as well as its end points.
-        for seg in unit.windows(2) {
-            let ((x0, y0), (x1, y1)) = (seg[0], seg[1]);
-            for k in 0..16 {
-                let f = f64::from(k) / 16.0;
-                count((x0 + f * (x1 - x0), y0 + f * (y1 - y0)));
-            }
-        }
-    }
-    match (0..4).min_by_key(|&i| (hits[i], i)) {
-        Some(1) => SeriesLabelPosition::LowerRight,
-        Some(2) => SeriesLabelPosition::UpperLeft,
-        Some(3) => SeriesLabelPosition::LowerLeft,
-        _ => SeriesLabelPosition::UpperRight,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,16 +456,5 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "..\\x"] {
             assert!(check_stem(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn legend_avoids_the_data() {
-        // A decaying curve fills the upper left and the bottom: upper right is clear.
-        let decay: Vec<(f64, f64)> = (0..50).map(|i| (i as f64, (-(i as f64) / 5.0).exp())).collect();
-        let unit = |(x, y): (f64, f64)| (x / 49.0, y);
-        assert!(matches!(legend_corner(&[&decay], unit, 3, 10), SeriesLabelPosition::UpperRight));
-        // A rising curve: lower right is clear.
-        let rise: Vec<(f64, f64)> = decay.iter().map(|&(x, y)| (x, 1.0 - y)).collect();
-        assert!(matches!(legend_corner(&[&rise], unit, 3, 10), SeriesLabelPosition::LowerRight));
     }
 }

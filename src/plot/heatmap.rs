@@ -99,15 +99,14 @@ impl Grid {
             }
         }
 
-        // Column edges halfway between recorded iterations.
+        // Each column spans the iterations since the previous evaluation and ends at its own, so the
+        // x axis ends at the last evaluation (the first column is as wide as the first gap).
         let xs: Vec<f64> = cols.iter().map(|c| c.0).collect();
         let n = xs.len();
-        let mut edges = Vec::with_capacity(n + 1);
         let first_gap = if n > 1 { xs[1] - xs[0] } else { 1.0 };
-        let last_gap = if n > 1 { xs[n - 1] - xs[n - 2] } else { 1.0 };
-        edges.push(xs[0] - first_gap / 2.0);
-        edges.extend(xs.windows(2).map(|w| (w[0] + w[1]) / 2.0));
-        edges.push(xs[n - 1] + last_gap / 2.0);
+        let mut edges = Vec::with_capacity(n + 1);
+        edges.push(xs[0] - first_gap);
+        edges.extend(xs.iter().copied());
 
         let steps = cols.iter().map(|c| c.1.len()).max().unwrap_or(0);
         let col_group = n.div_ceil(MAX_COLUMNS);
@@ -243,7 +242,8 @@ mod tests {
         assert_eq!(grid.cells.len(), 500usize.div_ceil(3) * 3);
         assert_eq!(grid.steps, 4);
         assert!((grid.v_range.0 - 0.25).abs() < 1e-12 && (grid.v_range.1 - 1.0).abs() < 1e-12);
-        assert_eq!(grid.x_range, (-1.0, 999.0));
+        // Columns end at their evaluations: the axis ends at the last one (998).
+        assert_eq!(grid.x_range, (-2.0, 998.0));
     }
 
     #[test]

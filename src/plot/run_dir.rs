@@ -9,7 +9,9 @@
 //!
 //! Runs are ordered by label with numbers compared by value (`m=0.001 < m=0.01 < m=1`, `T200 <
 //! T1000`), so a sweep's legend reads in order. Into `RUN_DIR/plots/` go `loss`, and each of
-//! `train_loss`, `accuracy`, `mse` and `bpc` that some run records (all runs on one figure); and for
+//! `train_loss`, `accuracy`, `mse` and `bpc` that some run records (all runs on one figure, or, when
+//! the runs' `config.json` files give several sequence lengths, one figure per length named
+//! `T<len>_<metric>`); and for
 //! each run with the fields, `<label>_singular_values` and `<label>_grad_norms` (the label made safe
 //! for a file name).
 
@@ -19,6 +21,7 @@ use super::spectrum::{SpectrumOptions, plot_singular_values};
 use crate::error::{Error, Result};
 use crate::train::metrics::{EvalRecord, read_metrics_tolerant};
 use std::cmp::Ordering;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The subdirectory of a run directory that [`plot_run_dir`] writes into.
@@ -48,8 +51,10 @@ pub fn plot_run_dir_with_warnings(run_dir: &Path) -> Result<(Vec<PathBuf>, Vec<S
         ));
     }
     let mut runs: Vec<(String, Vec<EvalRecord>)> = Vec::with_capacity(found.len());
+    let mut lengths: Vec<Option<usize>> = Vec::with_capacity(found.len());
     let mut warnings = Vec::new();
     for (label, path) in &found {
+        lengths.push(sequence_length(path));
         let read = read_metrics_tolerant(path)?;
         if let Some(line) = read.truncated_last_line {
             warnings.push(format!(
@@ -68,11 +73,23 @@ pub fn plot_run_dir_with_warnings(run_dir: &Path) -> Result<(Vec<PathBuf>, Vec<S
     let out = run_dir.join(PLOTS_SUBDIR);
     let dir_name = directory_label(run_dir);
     let mut written = Vec::new();
-    for metric in Metric::ALL {
-        let has = runs.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
-        if has {
-            let title = format!("{dir_name}: {}", metric.axis_label());
-            written.extend(plot_curves(&runs, metric, &out, metric.name(), &title, &CurveOptions::default())?);
+    // One chart per sequence length when the runs have several (a sweep over T).
+    let distinct: BTreeSet<Option<usize>> = lengths.iter().copied().collect();
+    for t in &distinct {
+        let part: Vec<(String, Vec<EvalRecord>)> =
+            runs.iter().zip(&lengths).filter(|(_, l)| *l == t).map(|(r, _)| r.clone()).collect();
+        let (prefix, title) = match (distinct.len() > 1, t) {
+            (false, _) => (String::new(), dir_name.clone()),
+            (true, Some(t)) => (format!("T{t}_"), format!("{dir_name}, T = {t}")),
+            (true, None) => ("T_unknown_".to_string(), format!("{dir_name}, T not recorded")),
+        };
+        for metric in Metric::ALL {
+            let has = part.iter().any(|(_, recs)| recs.iter().any(|r| metric.value(r).is_some_and(f64::is_finite)));
+            if has {
+                let title = format!("{title}: {}", metric.axis_label());
+                let stem = format!("{prefix}{}", metric.name());
+                written.extend(plot_curves(&part, metric, &out, &stem, &title, &CurveOptions::default())?);
+            }
         }
     }
     let mut stems_used = std::collections::HashSet::new();
@@ -95,6 +112,22 @@ pub fn plot_run_dir_with_warnings(run_dir: &Path) -> Result<(Vec<PathBuf>, Vec<S
         }
     }
     Ok((written, warnings))
+}
+
+/// The sequence length `T` of the run whose metrics file is `metrics`, from the `config.json` an
+/// experiment writes beside it (`config.job.task.seq_len`, or the task's default); `None` when
+/// there is no such file or it does not say.
+fn sequence_length(metrics: &Path) -> Option<usize> {
+    let text = std::fs::read_to_string(metrics.parent()?.join("config.json")).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let task = value.get("config")?.get("job")?.get("task")?;
+    match task.get("seq_len").and_then(serde_json::Value::as_u64) {
+        Some(t) => usize::try_from(t).ok(),
+        None => {
+            let kind: crate::tasks::TaskKind = serde_json::from_value(task.get("kind")?.clone()).ok()?;
+            Some(kind.default_seq_len())
+        }
+    }
 }
 
 /// The (label, path) of every metrics file under the conventions above, in label order.

@@ -5,7 +5,7 @@
 //! standard deviation. The figure draws the maximum in blue, the mean in green with a shaded
 //! `mean ± std` band, the minimum in red, and a dashed grey reference at `σ = 1` (orthogonality).
 
-use super::figure::{self, DrawResult, Figure, Theme, XAxis};
+use super::figure::{self, DrawResult, Figure, Sample, SideLegend, Theme, XAxis};
 use crate::error::{Error, Result};
 use crate::train::metrics::EvalRecord;
 use plotters::coord::Shift;
@@ -30,6 +30,8 @@ impl Default for SpectrumOptions {
 const MAX_COLOUR: RGBColor = RGBColor(31, 90, 200);
 const MEAN_COLOUR: RGBColor = RGBColor(30, 150, 50);
 const MIN_COLOUR: RGBColor = RGBColor(210, 35, 35);
+/// The dashed reference line at sigma = 1.
+const REFERENCE_GREY: RGBColor = RGBColor(120, 120, 120);
 
 /// Draws the singular-value spread of one run into `<out_dir>/<stem>.{svg,png}`.
 ///
@@ -80,9 +82,7 @@ pub fn plot_singular_values(
     let band_ys = band.iter().flat_map(|b| [b.1, b.2]);
     let one = opts.reference_one.then_some(1.0);
     let y_ext = figure::extent(ys.chain(band_ys).chain(one)).unwrap_or((0.0, 1.0));
-    // Extra headroom above the data so the legend has a clear place to sit.
-    let (lo, hi) = figure::padded(y_ext, 0.06);
-    let y_range = (lo, hi + 0.3 * (hi - lo));
+    let y_range = figure::padded(y_ext, 0.06);
 
     let fig = SpectrumFigure { title, x_label: x_axis.label(), max, mean, min, band, x_range, y_range, one };
     figure::render(&fig, out_dir, stem, opts.size)
@@ -107,6 +107,21 @@ struct SpectrumFigure<'a> {
 impl Figure for SpectrumFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
         root.fill(&WHITE)?;
+        // The legend sits to the right of the plot.
+        let mean_label = if self.band.is_empty() { "mean" } else { "mean ± std" };
+        let mut entries = vec![
+            ("max", Sample::Line(MAX_COLOUR)),
+            (mean_label, if self.band.is_empty() { Sample::Line(MEAN_COLOUR) } else { Sample::Band(MEAN_COLOUR) }),
+            ("min", Sample::Line(MIN_COLOUR)),
+        ];
+        if self.one.is_some() {
+            entries.push(("σ = 1", Sample::Dashed(REFERENCE_GREY)));
+        }
+        let (w, h) = root.dim_in_pixel();
+        let legend = SideLegend::new(theme, entries, h);
+        let (root, side) = root.split_horizontally(w.saturating_sub(legend.width()));
+        legend.draw(&side, theme)?;
+        let root = &root;
         let (x0, x1) = self.x_range;
         let (y0, y1) = self.y_range;
         let mut chart = theme.line_chart(root, self.title).build_cartesian_2d(x0..x1, y0..y1)?;
@@ -114,8 +129,7 @@ impl Figure for SpectrumFigure<'_> {
         theme.line_mesh(&mut mesh, self.x_label, "singular values of W");
         mesh.y_label_formatter(&figure::tick_label).draw()?;
 
-        let w = theme.ipx(26.0);
-        let ref_style = RGBColor(120, 120, 120).stroke_width(theme.px(1.4));
+        let ref_style = REFERENCE_GREY.stroke_width(theme.px(1.4));
         if let Some(v) = self.one {
             let (dash, gap) = (theme.px(9.0), theme.px(6.0));
             chart.draw_series(DashedLineSeries::new([(x0, v), (x1, v)], dash, gap, ref_style))?;
@@ -124,10 +138,7 @@ impl Figure for SpectrumFigure<'_> {
         let lw = theme.line_width();
         let markers = |pts: &[(f64, f64)]| pts.len() <= 30;
         let max_style = MAX_COLOUR.stroke_width(lw);
-        chart
-            .draw_series(LineSeries::new(self.max.iter().copied(), max_style))?
-            .label("max")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], max_style));
+        chart.draw_series(LineSeries::new(self.max.iter().copied(), max_style))?;
 
         let shade = MEAN_COLOUR.mix(0.22).filled();
         if self.band.len() >= 2 {
@@ -138,30 +149,8 @@ impl Figure for SpectrumFigure<'_> {
             let style = MEAN_COLOUR.mix(0.5).stroke_width(theme.px(6.0));
             chart.draw_series(std::iter::once(PathElement::new(vec![(x, lo), (x, hi)], style)))?;
         }
-        let mean_style = MEAN_COLOUR.stroke_width(lw);
-        let h = theme.ipx(7.0);
-        let label = if self.band.is_empty() { "mean" } else { "mean ± std" };
-        chart.draw_series(LineSeries::new(self.mean.iter().copied(), mean_style))?.label(label).legend(
-            move |(x, y)| {
-                EmptyElement::at((x, y))
-                    + Rectangle::new([(0, -h), (w, h)], shade)
-                    + PathElement::new(vec![(0, 0), (w, 0)], mean_style)
-            },
-        );
-
-        let min_style = MIN_COLOUR.stroke_width(lw);
-        chart
-            .draw_series(LineSeries::new(self.min.iter().copied(), min_style))?
-            .label("min")
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + w, y)], min_style));
-
-        if self.one.is_some() {
-            // Listed last in the legend, drawn first (under the data) above.
-            chart.draw_series(std::iter::empty::<PathElement<(f64, f64)>>())?.label("σ = 1").legend(move |(x, y)| {
-                let seg = |a: i32, c: i32| PathElement::new(vec![(a, 0), (c, 0)], ref_style);
-                EmptyElement::at((x, y)) + seg(0, w * 2 / 5) + seg(w * 3 / 5, w)
-            });
-        }
+        chart.draw_series(LineSeries::new(self.mean.iter().copied(), MEAN_COLOUR.stroke_width(lw)))?;
+        chart.draw_series(LineSeries::new(self.min.iter().copied(), MIN_COLOUR.stroke_width(lw)))?;
 
         for (pts, colour) in [(&self.max, MAX_COLOUR), (&self.mean, MEAN_COLOUR), (&self.min, MIN_COLOUR)] {
             if markers(pts) {
@@ -170,12 +159,6 @@ impl Figure for SpectrumFigure<'_> {
             }
         }
 
-        let to_unit = |(x, y): (f64, f64)| ((x - x0) / (x1 - x0), (y - y0) / (y1 - y0));
-        let upper: Vec<(f64, f64)> = self.band.iter().map(|b| (b.0, b.2)).collect();
-        let lower: Vec<(f64, f64)> = self.band.iter().map(|b| (b.0, b.1)).collect();
-        let lines = [self.max.as_slice(), &self.mean, &self.min, &upper, &lower];
-        let entries = 3 + usize::from(self.one.is_some());
-        let pos = figure::legend_corner(&lines, to_unit, entries, 10);
-        theme.draw_legend(&mut chart, pos)
+        Ok(())
     }
 }

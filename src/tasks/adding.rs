@@ -20,6 +20,19 @@ pub struct AddingTask {
 
 impl AddingTask {
     /// An adding task with `t >= 2` steps.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let batch = AddingTask::new(10, 0)?.train_batch(0, 3)?;
+    /// // Each step is (value, marker); the target is the sum of the two marked values.
+    /// for row in 0..3 {
+    ///     let step = |t: usize| &batch.x[(t * 3 + row) * 2..][..2];
+    ///     let sum: f32 = (0..10).filter(|&t| step(t)[1] == 1.0).map(|t| step(t)[0]).sum();
+    ///     assert_eq!(sum, batch.y[row]);
+    /// }
+    /// assert!(AddingTask::new(1, 0).is_err()); // needs two steps to mark
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
     pub fn new(t: usize, seed: u64) -> Result<Self> {
         check_seq_len(t, 2)?;
         Ok(AddingTask { t, seed })

@@ -30,6 +30,17 @@ pub struct CopyTask {
 
 impl CopyTask {
     /// A copy task with `T = delay` (sequence length `delay + 20`).
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let task = CopyTask::new(100, 0)?;
+    /// assert_eq!(task.seq_len(), 120);
+    /// // The baseline: blanks, then a uniform guess among 8 symbols on the last 10 steps.
+    /// assert!((task.baseline().loss - 10.0 * 8f64.ln() / 120.0).abs() < 1e-12);
+    /// let batch = task.train_batch(0, 4)?;
+    /// assert_eq!((batch.t, batch.batch, batch.x.len()), (120, 4, 120 * 4 * 10));
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
     pub fn new(delay: usize, seed: u64) -> Result<Self> {
         check_seq_len(delay, 1)?;
         Ok(CopyTask { delay, seed })

@@ -66,7 +66,37 @@ pub struct Baseline {
     pub what: &'static str,
 }
 
-/// A source of training and evaluation batches.
+/// A source of training and evaluation batches. Implement it to train on your own data;
+/// `examples/custom_task.rs` trains a model on a task defined this way.
+///
+/// ```
+/// use ortho_rnn::prelude::*;
+///
+/// /// Predict the last input (1 input, 1 output, scored at the last step).
+/// struct Echo;
+/// impl Task for Echo {
+///     fn name(&self) -> String { "echo".into() }
+///     fn input_dim(&self) -> usize { 1 }
+///     fn loss(&self) -> LossKind { LossKind::MseLastStep { dim: 1 } }
+///     fn seq_len(&self) -> usize { 4 }
+///     fn train_batch(&self, iter: usize, batch: usize) -> Result<Batch> {
+///         let x: Vec<f32> = (0..4 * batch).map(|i| ((i + iter) % 7) as f32 / 7.0).collect();
+///         let y = x[3 * batch..].to_vec(); // step 3 of every row
+///         Ok(Batch { t: 4, batch, input_dim: 1, x, y })
+///     }
+///     fn eval_batches(&self, _batch: usize) -> usize { 1 }
+///     fn eval_batch(&self, i: usize, batch: usize) -> Result<Batch> { self.train_batch(1000 + i, batch) }
+///     fn baseline(&self) -> Baseline {
+///         Baseline { loss: 4.0 / 49.0, accuracy: None, what: "the mean, 3/7 (the variance of k/7, k uniform in 0..7)" }
+///     }
+/// }
+///
+/// let b = Cpu::<f32>::new(1);
+/// let mut model = ModelSpec::of(ModelKind::Orthogonal, 8).build(&b, &Echo, 0)?;
+/// let stats = evaluate(model.as_mut(), &Echo, 16)?;
+/// assert!(stats.loss.is_finite() && stats.count == 16);
+/// # Ok::<(), ortho_rnn::Error>(())
+/// ```
 pub trait Task: Send {
     /// Short name (`copy`, `adding`, `mnist`, ...).
     fn name(&self) -> String;

@@ -206,7 +206,7 @@ pub fn train_iteration<B: Backend>(
 }
 
 /// A model and its optimizer, stepped one whole training iteration at a time: the unit that
-/// [`bench`] and the Criterion benchmarks time.
+/// [`bench()`] and the Criterion benchmarks time.
 pub struct Iteration<B: Backend> {
     model: Box<dyn Model<B>>,
     optim: Optimizer<B>,

@@ -5,8 +5,8 @@ use crate::error::{Error, Result};
 use crate::nn::Model;
 use crate::nn::init::{self, DenseInit, RecurrentInit};
 use crate::nn::lstm::Lstm;
+use crate::nn::regularize::Regularizers;
 use crate::nn::rnn::{Rnn, RnnConfig};
-use crate::optim::regularize::Regularizers;
 use crate::param::Transition;
 use crate::param::exprnn::ExpRnn;
 use crate::param::factorized::{Factorized, Spectrum};
@@ -40,6 +40,12 @@ pub enum ModelKind {
 
 impl ModelKind {
     /// The CLI name.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// assert_eq!(ModelKind::Factorized.as_str(), "factorized");
+    /// assert!(ModelKind::Factorized.geodesic() && ModelKind::Exprnn.skew());
+    /// ```
     pub fn as_str(&self) -> &'static str {
         match self {
             ModelKind::Rnn => "rnn",
@@ -116,7 +122,14 @@ fn inapplicable(flag: &'static str, model: ModelKind, hint: &str) -> Error {
 }
 
 impl ModelSpec {
-    /// A specification of `model` with its defaults (init, spectrum, K).
+    /// A specification of `model` with its defaults (init, spectrum, K); change fields with struct
+    /// update syntax.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let spec = ModelSpec { activation: Activation::Relu, ..ModelSpec::of(ModelKind::Dtriv, 32) };
+    /// assert_eq!((spec.hidden, spec.k, spec.init), (32, Some(100), RecurrentInit::Cayley));
+    /// ```
     pub fn of(model: ModelKind, hidden: usize) -> Self {
         ModelSpec {
             model,
@@ -127,7 +140,14 @@ impl ModelSpec {
         }
     }
 
-    /// Checks the combination of flags.
+    /// Checks the combination of flags; the error names the flag and the fix.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let spec = ModelSpec { spectrum: Spectrum::Margin(0.1), ..ModelSpec::of(ModelKind::Exprnn, 8) };
+    /// let e = spec.validate().unwrap_err().to_string();
+    /// assert!(e.contains("--margin") && e.contains("factorized"));
+    /// ```
     pub fn validate(&self) -> Result<()> {
         let m = self.model;
         if self.hidden == 0 {
@@ -206,7 +226,17 @@ impl ModelSpec {
         self.regs.validate()
     }
 
-    /// Builds the model for `task` on backend `b`, initialized from `seed`.
+    /// Builds the model for `task` on backend `b`, initialized from `seed` (the same seed gives the
+    /// same weights).
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let (b, task) = (Cpu::<f32>::new(1), AddingTask::new(10, 0)?);
+    /// let model = ModelSpec::of(ModelKind::Scornn, 8).build(&b, &task, 1)?;
+    /// let names: Vec<&str> = model.params().iter().map(|p| p.name.as_str()).collect();
+    /// assert_eq!(names, ["W_in", "b", "W_o", "b_o", "A"]);
+    /// # Ok::<(), ortho_rnn::Error>(())
+    /// ```
     pub fn build<B: Backend>(&self, b: &B, task: &dyn Task, seed: u64) -> Result<Box<dyn Model<B>>> {
         self.validate()?;
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F1A_17AB);

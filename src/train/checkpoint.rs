@@ -134,7 +134,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Saves the trainer's state to `path` atomically.
+/// Saves the trainer's state to `path` atomically; `run` is stored as given (the CLI stores the
+/// JSON of its [`super::RunSpec`], which `--resume` rebuilds the run from).
+///
+/// ```
+/// use ortho_rnn::prelude::*;
+/// let (b, task) = (Cpu::<f32>::new(1), CopyTask::new(5, 0)?);
+/// let optim = OptimConfig { rule: OptimRule::Adam { beta1: 0.9, beta2: 0.999, eps: 1e-8 }, lr: 1e-3,
+///                           geo_lr: 1e-3, clip: None, weight_decay: 0.0 };
+/// let spec = ModelSpec::of(ModelKind::Orthogonal, 8);
+/// let mut t = Trainer::new(&b, spec.build(&b, &task, 0)?, optim, &task, TrainConfig::new(2, 4))?;
+/// t.run(|_, _| Ok(()))?;
+/// let path = std::env::temp_dir().join(format!("ortho-rnn-doc-{}.safetensors", std::process::id()));
+/// checkpoint::save(&path, &t, "my run")?;
+///
+/// // A fresh trainer (other initial weights) takes the saved state back.
+/// let ck = checkpoint::load(&path)?;
+/// assert_eq!((ck.iter, ck.run.as_str()), (2, "my run"));
+/// let mut u = Trainer::new(&b, spec.build(&b, &task, 9)?, optim, &task, TrainConfig::new(2, 4))?;
+/// checkpoint::restore(&mut u, &ck, &path)?;
+/// assert_eq!(u.model.read(&b, "W")?, t.model.read(&b, "W")?);
+/// std::fs::remove_file(&path).ok();
+/// # Ok::<(), ortho_rnn::Error>(())
+/// ```
 pub fn save<B: Backend>(path: &Path, t: &Trainer<'_, B>, run: &str) -> Result<()> {
     write_atomic(path, &to_bytes(t, run)?)
 }

@@ -38,7 +38,7 @@ pub struct DivergenceWatch {
 }
 
 impl DivergenceWatch {
-    /// A watch against the reference loss `reference` (see [`reference`]).
+    /// A watch against the reference loss `reference` (see [`reference()`]).
     pub fn new(reference: f64) -> Self {
         DivergenceWatch { reference, last: VecDeque::with_capacity(WINDOW) }
     }

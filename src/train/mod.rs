@@ -80,6 +80,29 @@ pub struct RunSpec {
 }
 
 impl TrainConfig {
+    /// `iters` iterations on batches of `batch`, evaluated once at the end; seed 0, no metrics
+    /// file, no diagnostics, no checkpoints, no progress display. Set the public fields for more.
+    ///
+    /// ```
+    /// use ortho_rnn::prelude::*;
+    /// let cfg = TrainConfig { eval_every: 100, diagnostics: true, ..TrainConfig::new(500, 32) };
+    /// assert!(cfg.validate().is_ok());
+    /// assert!(TrainConfig::new(0, 32).validate().is_err()); // at least one iteration
+    /// ```
+    pub fn new(iters: usize, batch: usize) -> Self {
+        TrainConfig {
+            iters,
+            batch,
+            eval_every: iters.max(1),
+            seed: 0,
+            metrics: None,
+            record_grad_norms: false,
+            diagnostics: false,
+            progress: progress::Mode::Quiet,
+            checkpoint: None,
+        }
+    }
+
     /// Checks the loop settings.
     pub fn validate(&self) -> Result<()> {
         if self.iters == 0 {

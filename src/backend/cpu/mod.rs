@@ -2,10 +2,11 @@
 //!
 //! GEMM is faer's `matmul` (its SIMD kernels, single-threaded on small shapes where a second
 //! thread only adds overhead, rayon above a size threshold); LU is faer's partial-pivot LU.
-//! The recurrence is overridden by a fused loop ([`recurrent`]) that splits the batch across
+//! The recurrence is overridden by a fused loop (`recurrent.rs`) that splits the batch across
 //! threads once per sequence, so the per-step path has no allocation and no thread synchronization.
 
-pub mod fastmath;
+/// The fast `tanh`/`exp` now live at [`crate::fastmath`] (below [`crate::scalar`]); this path is kept.
+pub use crate::fastmath;
 pub mod ops;
 mod recurrent;
 
