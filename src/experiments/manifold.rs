@@ -148,7 +148,7 @@ fn runtime(cx: &Context, e: &Experiment) -> Result<Plan> {
             hiddens.map(|h| h.to_string()).join("/")
         ),
         "Timings depend on the machine and on the other load on it; the paper's were measured on a GPU. \
-         DESIGN.md's target is a ratio near 1.2x at every size."
+         The design target is a ratio near 1.2x at every size."
             .into(),
     ];
     for (i, &hidden) in hiddens.iter().enumerate() {

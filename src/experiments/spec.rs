@@ -320,7 +320,7 @@ impl Optim {
 
 /// Vorontsov et al.'s optimizer (§3.1): RMSprop 1e-4 on Euclidean parameters, geodesic steps at
 /// 1e-6 on the orthogonal bases, clipping at 100, weight decay 1e-4. Quick and smoke sizes raise both
-/// rates to 1e-3 (DESIGN.md §2: a geodesic rate of 1e-3 learns 3-4x faster and as reliably), so
+/// rates to 1e-3 (a geodesic rate of 1e-3 learns 3-4x faster and as reliably), so
 /// that something is learned within their few hundred iterations.
 pub fn vorontsov(size: Size) -> Optim {
     match size {

@@ -261,7 +261,7 @@ pub fn bench<B: Backend>(
     bench_with(b, spec, opt, seq_len, batch, iters, BenchOptions::default())
 }
 
-/// [`bench`] with a profile of the device activity per iteration and a predicted GPU time.
+/// [`fn@bench`] with a profile of the device activity per iteration and a predicted GPU time.
 pub fn bench_with<B: Backend>(
     b: &B,
     spec: &ModelSpec,
