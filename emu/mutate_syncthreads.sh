@@ -7,11 +7,10 @@
 #
 #   emu/mutate_syncthreads.sh [SCRATCH_DIR]     (default: /tmp/ortho-rnn-mutation)
 #
-# Result on the dev VM: 11 of 12 deletions caught. The survivor is the entry barrier of common.cuh's
-# block_sum_d, which guards the shared partials when a kernel reduces twice in a row (no kernel does
-# yet): the emulator cannot expose that race, because after a barrier every fiber runs up to its next
-# warp collective before any warp gets past one (see tests/emu_harness.rs,
-# consecutive_block_sums_under_every_order).
+# Result on the dev VM: see the README (Testing the kernels). Under random resume orders the emulator
+# lets warps drift apart by several warp collectives between barriers (runtime.cpp, hold_back_warps),
+# so barriers between collective-separated phases (block_sum_d's entry, the tensor-core GEMM's
+# epilogue) are caught too; before that drift they survived.
 #
 # Slow to start (a fresh target directory: about 10 minutes on 2 cores), then about a minute per
 # mutation, so it is not part of CI.

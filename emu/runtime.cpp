@@ -1,6 +1,7 @@
 // runtime.cpp: runs a grid on the host. Each block's threads are fibers (fiber.h) scheduled in rounds:
 // a round resumes every runnable fiber once, in the launch's resume order, and each runs until it
-// blocks (at __syncthreads or a warp collective) or exits. A warp collective completes when the 32nd
+// blocks (at __syncthreads or a warp collective) or exits (random orders hold some warps back for a
+// few rounds, so that warps drift apart: see hold_back_warps). A warp collective completes when the 32nd
 // lane of the warp arrives; a __syncthreads completes when, at the end of a round, every live thread
 // of the block waits at it (exited threads count as arrived). A round that ends with nothing runnable
 // and no barrier that can complete is a divergent barrier, a partial-warp collective or a deadlock;
@@ -115,6 +116,9 @@ struct Worker {
     Fiber* current = nullptr;
     uint32_t order = kOrderInOrder;
     uint64_t rng = 0;
+    // Random orders: the warps running alone (bit k: warp k mod 64) and for how many more rounds.
+    uint64_t hold_keep = 0;
+    uint32_t hold_rounds = 0;
     bool failed = false;
     std::string error;
     // Cooperative launches: threads waiting at the grid barrier, and where.
@@ -313,6 +317,34 @@ void release_grid(Worker& w) {
     w.at_grid = 0;
 }
 
+// Random orders: warps drift apart, as independent warps do on a GPU. Now and then (on about half of
+// the rounds where no hold is in force) a random subset of the warps is chosen to run alone for the
+// next 1-16 rounds; the other warps' runnable fibers stay runnable for later. Between two
+// __syncthreads a warp can then get many warp collectives ahead of another, so that a barrier missing
+// between collective-separated phases (one warp's writes, another warp's reads) shows. Without this,
+// every warp passes one collective per round and all warps move in lockstep. When none of the chosen
+// warps can run (they wait at a barrier for the others), the hold ends.
+void hold_back_warps(Worker& w) {
+    if (w.n <= kWarp || w.round.empty()) return;
+    if (w.hold_rounds == 0) {
+        if ((splitmix64(w.rng) & 1) == 0) return;
+        w.hold_keep = splitmix64(w.rng);
+        w.hold_rounds = 1 + static_cast<uint32_t>(splitmix64(w.rng) % 16);
+    }
+    --w.hold_rounds;
+    auto kept = [&](uint32_t i) { return ((w.hold_keep >> ((i / kWarp) % 64)) & 1) != 0; };
+    bool any = false;
+    for (uint32_t i : w.round) any = any || kept(i);
+    if (!any) {
+        w.hold_rounds = 0;
+        return;
+    }
+    size_t out = 0;
+    for (uint32_t i : w.round)
+        if (kept(i)) w.round[out++] = i;
+    w.round.resize(out);
+}
+
 // Collects the runnable fibers in this launch's resume order.
 void plan_round(Worker& w) {
     w.round.clear();
@@ -324,10 +356,11 @@ void plan_round(Worker& w) {
             if (w.ready[i]) w.round.push_back(i);
         if (w.order == kOrderRandom) {
             for (size_t i = w.round.size(); i > 1; --i) std::swap(w.round[i - 1], w.round[splitmix64(w.rng) % i]);
+            hold_back_warps(w);
         }
     }
     for (uint32_t i : w.round) w.ready[i] = 0;
-    w.nready = 0;
+    w.nready -= static_cast<uint32_t>(w.round.size());
 }
 
 // Prepares the fibers of block w.block.block_idx (all runnable, fresh contexts).
@@ -341,6 +374,7 @@ void begin_block(Worker& w) {
     w.at_barrier = w.bar_count = 0;
     w.at_grid = 0;
     w.bar_mixed = false;
+    w.hold_rounds = 0;
     w.failed = false;
     for (uint32_t i = 0; i < w.n; ++i) {
         Fiber& f = w.fibers[i];

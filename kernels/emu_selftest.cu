@@ -249,3 +249,19 @@ extern "C" __global__ void selftest_block_sum_twice_f64(const double* __restrict
     out[2 * i] = s1;
     out[2 * i + 1] = s2;
 }
+
+// Warps that communicate through shared memory with only warp collectives between a write and another
+// warp's read (no __syncthreads): each thread writes 1 to its slot, waits at a block barrier, then
+// passes two warp collectives around writing 2 to its slot, and reads the slot of the thread 32 ahead
+// (another warp). On a GPU the read sees 1 or 2 (a race); the emulator shows both only if its warps can
+// drift apart by more than a collective. out[i] = the value read. blockDim.x = 64.
+extern "C" __global__ void selftest_warp_drift_i32(int* out) {
+    __shared__ int s[64];
+    const int t = threadIdx.x, lane = t & 31;
+    s[t] = 1;
+    __syncthreads();
+    int v = __shfl_sync(0xffffffffu, lane, 0);
+    s[t] = 2 + v;  // v == 0 (lane 0's lane)
+    v = __shfl_sync(0xffffffffu, v, 1);
+    out[blockIdx.x * 64 + t] = s[(t + 32) % 64] + v;
+}

@@ -119,6 +119,7 @@ fn registry_lists_every_selftest_kernel_with_its_signature() {
         "selftest_divergent_barrier_f32",
         "selftest_partial_warp_f32",
         "selftest_block_sum_twice_f64",
+        "selftest_warp_drift_i32",
     ] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
     }
@@ -198,10 +199,9 @@ fn block_reduction_matches_host_under_every_order() {
 
 /// `block_sum_d` (kernels/common.cuh) called twice in a row: every thread of every block gets both
 /// sums under every resume order. (On a GPU the barrier that guards the shared partials on entry
-/// keeps a warp entering the second call from overwriting partials another warp has not read yet.
-/// The emulator cannot expose that race: after a barrier every fiber runs up to its next warp
-/// collective before any warp passes one, so `emu/mutate_syncthreads.sh` reports that deletion as
-/// surviving.)
+/// keeps a warp entering the second call from overwriting partials another warp has not read yet;
+/// under random orders the emulator's warps drift apart by several collectives, so deleting that
+/// barrier fails the softmax kernel's parity tests, which reduce four times in a row.)
 #[test]
 fn consecutive_block_sums_under_every_order() {
     for (blocks, threads) in [(3usize, 1024usize), (2, 96)] {
@@ -641,4 +641,31 @@ fn timing_of_a_64x128x128x128_batched_matmul() {
 fn thread_cpu_seconds() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     Some(stat.split_whitespace().next()?.parse::<f64>().ok()? * 1e-9)
+}
+
+/// Warps drift apart under random orders: a read of another warp's shared slot separated from its
+/// write by warp collectives only (no `__syncthreads`) sees the old value in some random orders and the
+/// new one in order, as independent warps can on a GPU. Without that drift, `emu/mutate_syncthreads.sh`
+/// could not catch a barrier deleted between collective-separated phases (the tensor-core GEMM's
+/// epilogue, `block_sum_d`'s entry).
+#[test]
+fn warps_drift_apart_under_random_orders() {
+    let blocks = 32usize;
+    let values = |order: ResumeOrder| -> Vec<i32> {
+        let drv = EmuDriver::with_order(order);
+        let out = zeroed::<i32>(&drv, blocks * 64);
+        launch(&drv, "selftest_warp_drift_i32", (blocks as u32, 1, 1), (64, 1, 1), &[out.arg()]).expect("launch");
+        out.read()
+    };
+    // In order, warps pass one collective per round together: every read sees the new value.
+    assert!(values(ResumeOrder::InOrder).iter().all(|&v| v == 2), "in order");
+    let mut seen = [false; 2];
+    for seed in 0..8 {
+        for v in values(ResumeOrder::Random(seed)) {
+            assert!(v == 1 || v == 2, "seed {seed}: read {v}");
+            seen[(v - 1) as usize] = true;
+        }
+    }
+    assert!(seen[0], "no random order let a warp read before the other warp wrote");
+    assert!(seen[1], "no random order let a warp read after the other warp wrote");
 }

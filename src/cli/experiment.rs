@@ -45,15 +45,16 @@ pub struct ExperimentArgs {
     #[arg(long)]
     pub seeds: Option<usize>,
     /// Run this many runs at once (on --device, or one per --devices entry); the CPU threads are
-    /// split between concurrent cpu (and emu) runs.
+    /// split between concurrent cpu (and emu) runs [default: 1, or one per --devices entry].
     #[arg(long, value_parser = bounds::jobs, help_heading = "Parallel and cluster runs")]
     pub jobs: Option<usize>,
     /// Devices to run on concurrently, one run per entry at a time: cuda:0,cuda:1,cuda:2,cuda:3, or
-    /// cpu (with --jobs N), or emu,emu.
+    /// cpu (with --jobs N), or emu,emu [default: --device].
     #[arg(long, conflicts_with = "device", help_heading = "Parallel and cluster runs")]
     pub devices: Option<String>,
     /// Run only the K-th of N disjoint subsets of the runs (runs i with i mod N = K-1), so that N
-    /// processes sharing --out cover the sweep once; the last shard to finish writes the results.
+    /// processes sharing --out cover the sweep once; the last shard to finish writes the results
+    /// [default: 1/1, every run].
     #[arg(long, value_parser = bounds::shard, help_heading = "Parallel and cluster runs")]
     pub shard: Option<Shard>,
     /// Run nothing: rebuild results.md, results.csv and the plots from the complete runs in --out,
@@ -74,28 +75,30 @@ pub struct ExperimentArgs {
     /// With --slurm: array tasks (shards) [default: one per run].
     #[arg(long, requires = "slurm", value_parser = bounds::jobs, help_heading = "Parallel and cluster runs")]
     pub shards: Option<usize>,
-    /// With --slurm: sbatch --partition.
+    /// With --slurm: sbatch --partition [default: the cluster's default partition].
     #[arg(long, requires = "slurm", help_heading = "Parallel and cluster runs")]
     pub partition: Option<String>,
-    /// With --slurm: sbatch --account.
+    /// With --slurm: sbatch --account [default: your default account].
     #[arg(long, requires = "slurm", help_heading = "Parallel and cluster runs")]
     pub account: Option<String>,
-    /// With --slurm: GPUs per array task (sbatch --gpus-per-task).
+    /// With --slurm: GPUs per array task (sbatch --gpus-per-task) [default: none requested].
     #[arg(long, requires = "slurm", value_parser = clap::value_parser!(u32).range(1..=64), help_heading = "Parallel and cluster runs")]
     pub gpus_per_task: Option<u32>,
-    /// With --slurm: CPU cores per array task (sbatch --cpus-per-task).
+    /// With --slurm: CPU cores per array task (sbatch --cpus-per-task) [default: Slurm's, 1].
     #[arg(long, requires = "slurm", value_parser = clap::value_parser!(u32).range(1..=4096), help_heading = "Parallel and cluster runs")]
     pub cpus_per_task: Option<u32>,
-    /// With --slurm: memory per array task (sbatch --mem, e.g. 16G).
+    /// With --slurm: memory per array task (sbatch --mem, e.g. 16G) [default: the partition's].
     #[arg(long, requires = "slurm", help_heading = "Parallel and cluster runs")]
     pub mem: Option<String>,
-    /// With --slurm: time limit of each array task, HH:MM:SS or D-HH:MM:SS (sbatch --time).
+    /// With --slurm: time limit of each array task, HH:MM:SS or D-HH:MM:SS (sbatch --time)
+    /// [default: the partition's].
     #[arg(long, requires = "slurm", help_heading = "Parallel and cluster runs")]
     pub time: Option<String>,
-    /// With --slurm: at most this many array tasks at once (--array=0-(N-1)%M).
+    /// With --slurm: at most this many array tasks at once (--array=0-(N-1)%M) [default: no limit].
     #[arg(long, requires = "slurm", value_parser = bounds::jobs, help_heading = "Parallel and cluster runs")]
     pub max_parallel: Option<usize>,
-    /// With --slurm: a further sbatch option in long form, verbatim (repeatable; e.g. --sbatch=--qos=long).
+    /// With --slurm: a further sbatch option in long form, verbatim (repeatable; e.g. --sbatch=--qos=long)
+    /// [default: none].
     #[arg(long, requires = "slurm", allow_hyphen_values = true, help_heading = "Parallel and cluster runs")]
     pub sbatch: Vec<String>,
 }

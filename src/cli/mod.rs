@@ -210,7 +210,8 @@ struct BenchArgs {
     #[arg(long)]
     profile: bool,
     /// Predict the time of an iteration on this GPU from the profile (h100, h200, a100): a roofline
-    /// of documented peak rates plus documented per-launch and per-sync costs (an estimate).
+    /// of documented peak rates plus documented per-launch and per-sync costs (an estimate)
+    /// [default: none].
     #[arg(long, value_parser = parse_gpu_model)]
     predict: Option<ortho_rnn::backend::profile::GpuModel>,
 }
