@@ -252,6 +252,17 @@ fn list_names_every_experiment_with_its_sizes() {
 }
 
 #[test]
+fn quick_synthetic_plans_say_what_their_size_shows() {
+    for name in ["copy-margins", "adding-margins", "soft-orth", "copy-activations"] {
+        for size in Size::ALL {
+            let plan = experiments::find(name).unwrap().plan_with(size, None).unwrap();
+            let notes = plan.protocol.iter().filter(|l| l.starts_with("What this quick size shows")).count();
+            assert_eq!(notes, usize::from(size == Size::Quick), "{name} at {}", size.as_str());
+        }
+    }
+}
+
+#[test]
 fn plans_validate_and_their_configs_round_trip_through_json() {
     for e in experiments::EXPERIMENTS {
         for size in Size::ALL {
