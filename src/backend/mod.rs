@@ -756,6 +756,48 @@ fn check_lstm(op: &'static str, four: &[usize], one: &[usize], peep: usize, n: u
     Ok(rows)
 }
 
+/// Checks the operands of [`Backend::recurrent_forward`] (shapes, every view inside its buffer, the
+/// activation's parameter).
+pub(crate) fn check_recurrent_fwd<B: Backend>(
+    w: &Slice<B>,
+    act: &Act<B>,
+    pre: &SliceMut<B>,
+    h: &SliceMut<B>,
+    d: SeqDims,
+) -> Result<()> {
+    let bn = d.batch * d.n;
+    w.check("recurrent_forward(w)", d.n * d.n)?;
+    pre.check("recurrent_forward(pre)", d.t * bn)?;
+    h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
+    check_act(act, bn, d.n)
+}
+
+/// Checks the operands of [`Backend::recurrent_backward`] (as [`check_recurrent_fwd`], plus `dh`,
+/// `delta` and the parameter gradient).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn check_recurrent_bwd<B: Backend>(
+    w: &Slice<B>,
+    act: &Act<B>,
+    pre: &Slice<B>,
+    h: &Slice<B>,
+    dh: &SliceMut<B>,
+    delta: &SliceMut<B>,
+    dparam: Option<&SliceMut<B>>,
+    d: SeqDims,
+) -> Result<()> {
+    let bn = d.batch * d.n;
+    w.check("recurrent_backward(w)", d.n * d.n)?;
+    pre.check("recurrent_backward(pre)", d.t * bn)?;
+    h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
+    dh.check("recurrent_backward(dh)", d.t * bn)?;
+    delta.check("recurrent_backward(delta)", d.t * bn)?;
+    check_act(act, bn, d.n)?;
+    if let Some(p) = dparam {
+        p.check("recurrent_backward(dparam)", act.kind.param_len(d.n))?;
+    }
+    Ok(())
+}
+
 /// Checks the operands of [`Backend::lstm_fwd`] (shapes, and every view inside its buffer);
 /// returns the batch rows.
 pub(crate) fn check_lstm_fwd<B: Backend>(

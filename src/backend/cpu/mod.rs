@@ -12,7 +12,7 @@ mod recurrent;
 
 use super::{
     Act, Backend, DeviceBuf, Epilogue, Gemm, LossStats, MapOp, OptimStep, SeqDims, Slice, SliceMut, check_act,
-    check_lincomb, check_lstm_bwd, check_lstm_fwd,
+    check_lincomb, check_lstm_bwd, check_lstm_fwd, check_recurrent_bwd, check_recurrent_fwd,
 };
 use crate::error::{Error, Result};
 use crate::scalar::Scalar;
@@ -531,11 +531,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         h: SliceMut<Self>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_forward(w)", d.n * d.n)?;
-        pre.check("recurrent_forward(pre)", d.t * bn)?;
-        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        check_act(&act, bn, d.n)?;
+        check_recurrent_fwd(&w, &act, &pre, &h, d)?;
         let param = act.param.map(view).unwrap_or(&[]);
         recurrent::forward(self.threads, view(w), act.kind, param, view_mut(pre), view_mut(h), d);
         Ok(())
@@ -552,16 +548,7 @@ impl<T: Scalar> Backend for Cpu<T> {
         dparam: Option<SliceMut<Self>>,
         d: SeqDims,
     ) -> Result<()> {
-        let bn = d.batch * d.n;
-        w.check("recurrent_backward(w)", d.n * d.n)?;
-        pre.check("recurrent_backward(pre)", d.t * bn)?;
-        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
-        dh.check("recurrent_backward(dh)", d.t * bn)?;
-        delta.check("recurrent_backward(delta)", d.t * bn)?;
-        check_act(&act, bn, d.n)?;
-        if let Some(dp) = &dparam {
-            dp.check("recurrent_backward(dparam)", act.kind.param_len(d.n))?;
-        }
+        check_recurrent_bwd(&w, &act, &pre, &h, &dh, &delta, dparam.as_ref(), d)?;
         let param = act.param.map(view).unwrap_or(&[]);
         let dp: &mut [T] = match dparam {
             Some(x) => view_mut(x),

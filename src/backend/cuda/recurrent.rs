@@ -18,7 +18,7 @@
 
 use super::driver::{Arg, Driver, LaunchDims, PackedArgs};
 use super::{Cuda, GemmLaunch, Slot, act_code};
-use crate::backend::{Act, Activation, SeqDims, Slice, SliceMut, check_act};
+use crate::backend::{Act, Activation, SeqDims, Slice, SliceMut, check_recurrent_bwd, check_recurrent_fwd};
 use crate::error::{Error, Result};
 
 /// Threads per block of the persistent kernels (`REC_THREADS` in `kernels/recurrent.cu`).
@@ -134,11 +134,8 @@ impl<D: Driver> Cuda<D> {
         d: SeqDims,
     ) -> Result<()> {
         check_sizes(d)?;
+        check_recurrent_fwd(&w, &act, &pre, &h, d)?;
         let bn = d.batch * d.n;
-        w.check("recurrent_forward(w)", d.n * d.n)?;
-        pre.check("recurrent_forward(pre)", d.t * bn)?;
-        h.check("recurrent_forward(h)", (d.t + 1) * bn)?;
-        check_act(&act, bn, d.n)?;
         if d.t == 0 || bn == 0 {
             return Ok(());
         }
@@ -194,16 +191,8 @@ impl<D: Driver> Cuda<D> {
         d: SeqDims,
     ) -> Result<()> {
         check_sizes(d)?;
+        check_recurrent_bwd(&w, &act, &pre, &h, &dh, &delta, dparam.as_ref(), d)?;
         let bn = d.batch * d.n;
-        w.check("recurrent_backward(w)", d.n * d.n)?;
-        pre.check("recurrent_backward(pre)", d.t * bn)?;
-        h.check("recurrent_backward(h)", (d.t + 1) * bn)?;
-        dh.check("recurrent_backward(dh)", d.t * bn)?;
-        delta.check("recurrent_backward(delta)", d.t * bn)?;
-        check_act(&act, bn, d.n)?;
-        if let Some(p) = &dparam {
-            p.check("recurrent_backward(dparam)", act.kind.param_len(d.n))?;
-        }
         if d.t == 0 || bn == 0 {
             return Ok(());
         }
