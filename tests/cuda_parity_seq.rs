@@ -356,10 +356,51 @@ fn run_seq<B: Backend<Elem = f32>>(
     [pre, h, down(dev, &delta), down(dev, &dp)]
 }
 
+/// The f64 reference of one recurrence case: the forward pass, its outputs rounded to f32 (the
+/// inputs of the backward pass under test), and the backward pass (with the parameter gradient when
+/// `with_dparam`), plus the magnitude of each parameter-gradient entry's terms (PReLU
+/// `sum_{a<=0} |dh a| = |delta a| / slope`; modReLU per column `sum |dh|` over active units
+/// `= sum |delta|`), which scales its tolerance.
+struct SeqRef {
+    want_pre: Vec<f64>,
+    want_h: Vec<f64>,
+    pre32: Vec<f32>,
+    h32: Vec<f32>,
+    want_delta: Vec<f64>,
+    want_dp: Vec<f64>,
+    mag: Vec<f64>,
+}
+
+fn seq_reference(kind: Activation, d: SeqDims, s: &SeqData, with_dparam: bool) -> SeqRef {
+    let r = refb();
+    let refp = up64(&r, &s.param);
+    let ract = Act { kind, param: (!s.param.is_empty()).then(|| Slice::all(&refp)) };
+    let w = up64(&r, &s.w);
+    let (mut pre, mut h) = (up64(&r, &s.pre), up64(&r, &s.h));
+    r.recurrent_forward(Slice::all(&w), ract, SliceMut::all(&mut pre), SliceMut::all(&mut h), d).unwrap();
+    let (want_pre, want_h) = (down(&r, &pre), down(&r, &h));
+    let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let (pre32, h32) = (f32s(&want_pre), f32s(&want_h));
+    let (pre, h) = (up64(&r, &pre32), up64(&r, &h32));
+    let (mut dh, mut delta, mut dp) = (up64(&r, &s.dh), r.zeros(s.dh.len()).unwrap(), up64(&r, &s.dparam0));
+    let dparam = with_dparam.then(|| SliceMut::all(&mut dp));
+    let (ws, ps, hs) = (Slice::all(&w), Slice::all(&pre), Slice::all(&h));
+    r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d).unwrap();
+    let (want_delta, want_dp) = (down(&r, &delta), down(&r, &dp));
+    let mut mag = vec![0.0f64; want_dp.len()];
+    for (i, (&dl, &a)) in want_delta.iter().zip(&want_pre).enumerate() {
+        match kind {
+            Activation::Prelu if a <= 0.0 => mag[0] += (dl * a).abs() / 0.25,
+            Activation::Modrelu => mag[i % d.n] += dl.abs(),
+            _ => {}
+        }
+    }
+    SeqRef { want_pre, want_h, pre32, h32, want_delta, want_dp, mag }
+}
+
 /// `recurrent_forward` / `recurrent_backward` for every activation, with and without the parameter
 /// gradient: the device's own implementation (fused on CUDA) and the trait's default composition.
 fn recurrence<B: Backend<Elem = f32>>(t: &Dut<B>) {
-    let r = refb();
     let shapes = [dims(1, 1, 2), dims(3, 2, 34), dims(4, 5, 33), dims(2, 130, 128)];
     for (si, &d) in shapes.iter().enumerate() {
         for (ki, kind) in Activation::ALL.into_iter().enumerate() {
@@ -371,36 +412,13 @@ fn recurrence<B: Backend<Elem = f32>>(t: &Dut<B>) {
                 // modReLU jumps at 0 for a positive bias: keep it continuous under TF32 / BF16 rounding.
                 s.param.iter_mut().for_each(|b| *b = -b.abs());
             }
-            let refp = up64(&r, &s.param);
-            let ract = Act { kind, param: (!s.param.is_empty()).then(|| Slice::all(&refp)) };
-            let w = up64(&r, &s.w);
-            let (mut pre, mut h) = (up64(&r, &s.pre), up64(&r, &s.h));
-            r.recurrent_forward(Slice::all(&w), ract, SliceMut::all(&mut pre), SliceMut::all(&mut h), d).unwrap();
-            let (want_pre, want_h) = (down(&r, &pre), down(&r, &h));
-            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-            let (pre32, h32) = (f32s(&want_pre), f32s(&want_h));
-            let (pre, h) = (up64(&r, &pre32), up64(&r, &h32));
             let tol_seq = |want: &[f64]| {
                 let m = max_abs(want);
                 move |v: f64| (2.0 * t.gemm_rel(d.n) + 2.0 * t.trans_rel) * d.t as f64 * m + t.trans_rel * v.abs()
             };
             for with_dparam in [false, true] {
-                let (mut dh, mut delta, mut dp) = (up64(&r, &s.dh), r.zeros(s.dh.len()).unwrap(), up64(&r, &s.dparam0));
-                let dparam = with_dparam.then(|| SliceMut::all(&mut dp));
-                let (ws, ps, hs) = (Slice::all(&w), Slice::all(&pre), Slice::all(&h));
-                r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d)
-                    .unwrap();
-                let (want_delta, want_dp) = (down(&r, &delta), down(&r, &dp));
-                // Magnitude of the parameter gradient's terms: PReLU sum_{a<=0} |dh a| = |delta a| / slope,
-                // modReLU per column sum |dh| over active units = sum |delta|.
-                let mut mag = vec![0.0f64; want_dp.len()];
-                for (i, (&dl, &a)) in want_delta.iter().zip(&want_pre).enumerate() {
-                    match kind {
-                        Activation::Prelu if a <= 0.0 => mag[0] += (dl * a).abs() / 0.25,
-                        Activation::Modrelu => mag[i % d.n] += dl.abs(),
-                        _ => {}
-                    }
-                }
+                let SeqRef { want_pre, want_h, pre32, h32, want_delta, want_dp, mag } =
+                    seq_reference(kind, d, &s, with_dparam);
                 let mut variants = vec![("own", run_seq(&t.dev, kind, d, &s, Some((&pre32, &h32)), with_dparam))];
                 // The composition runs the same primitives at every shape; the large shape is there
                 // for the fused path's 128x128 tiles, so the composition skips it (emu time).
@@ -435,7 +453,6 @@ parity_tests_tc!(recurrence);
 fn emu_recurrence_paths_match_the_reference() {
     use ortho_rnn::backend::cuda::emu::{EmuDriver, ResumeOrder};
     use ortho_rnn::backend::cuda::{Cuda, RecurrenceMode};
-    let r = refb();
     // (T, B, n, SMs, persistent expected)
     let cases = [
         (4usize, 64usize, 37usize, 132u32, true),
@@ -450,29 +467,7 @@ fn emu_recurrence_paths_match_the_reference() {
                 continue;
             }
             let s = seq_data(kind, d, 7000 + 100 * ci as u64 + 10 * ki as u64);
-            let refp = up64(&r, &s.param);
-            let ract = Act { kind, param: (!s.param.is_empty()).then(|| Slice::all(&refp)) };
-            let w = up64(&r, &s.w);
-            let (mut pre, mut h) = (up64(&r, &s.pre), up64(&r, &s.h));
-            r.recurrent_forward(Slice::all(&w), ract, SliceMut::all(&mut pre), SliceMut::all(&mut h), d).unwrap();
-            let (want_pre, want_h) = (down(&r, &pre), down(&r, &h));
-            let f32s = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
-            let (pre32, h32) = (f32s(&want_pre), f32s(&want_h));
-            let (pre, h) = (up64(&r, &pre32), up64(&r, &h32));
-            let (mut dh, mut delta, mut dp) = (up64(&r, &s.dh), r.zeros(s.dh.len()).unwrap(), up64(&r, &s.dparam0));
-            let (ws, ps, hs) = (Slice::all(&w), Slice::all(&pre), Slice::all(&h));
-            let dparam = Some(SliceMut::all(&mut dp));
-            r.recurrent_backward(ws, ract, ps, hs, SliceMut::all(&mut dh), SliceMut::all(&mut delta), dparam, d)
-                .unwrap();
-            let (want_delta, want_dp) = (down(&r, &delta), down(&r, &dp));
-            let mut mag = vec![0.0f64; want_dp.len()];
-            for (i, (&dl, &a)) in want_delta.iter().zip(&want_pre).enumerate() {
-                match kind {
-                    Activation::Prelu if a <= 0.0 => mag[0] += (dl * a).abs() / 0.25,
-                    Activation::Modrelu => mag[i % d.n] += dl.abs(),
-                    _ => {}
-                }
-            }
+            let SeqRef { want_pre, want_h, pre32, h32, want_delta, want_dp, mag } = seq_reference(kind, d, &s, true);
             let tol = |want: &[f64]| {
                 let m = max_abs(want);
                 move |v: f64| (2e-6 * (n as f64).sqrt() + 2e-5) * t as f64 * m + 1e-5 * v.abs()
