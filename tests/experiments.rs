@@ -9,29 +9,14 @@ use ortho_rnn::experiments::{self, Settings, Size, data::DataSource};
 use ortho_rnn::train::metrics::EvalRecord;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+#[path = "common/run_dirs.rs"]
+mod run_dirs;
+use run_dirs::{cleanup, ortho_rnn};
+
 fn scratch(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ortho-rnn-exp-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn cleanup(dir: &Path) {
-    if std::env::var_os("ORTHO_RNN_KEEP_RUNS").is_none() {
-        let _ = std::fs::remove_dir_all(dir);
-    } else {
-        eprintln!("kept {}", dir.display());
-    }
-}
-
-fn ortho_rnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ortho-rnn")).args(args).output().expect("the binary runs")
+    run_dirs::scratch("exp", name)
 }
 
 fn text(bytes: &[u8]) -> String {

@@ -8,30 +8,16 @@
 use ortho_rnn::experiments::{self, Settings, Size};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 const SWEEP: &str = "copy-margins";
 
+#[path = "common/run_dirs.rs"]
+mod run_dirs;
+use run_dirs::{cleanup, ortho_rnn};
+
 fn scratch(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ortho-rnn-slurm-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn cleanup(dir: &Path) {
-    if std::env::var_os("ORTHO_RNN_KEEP_RUNS").is_none() {
-        let _ = std::fs::remove_dir_all(dir);
-    } else {
-        eprintln!("kept {}", dir.display());
-    }
-}
-
-fn ortho_rnn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ortho-rnn")).args(args).output().expect("the binary runs")
+    run_dirs::scratch("slurm", name)
 }
 
 fn text(o: &Output) -> String {
