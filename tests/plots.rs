@@ -7,16 +7,13 @@ use ortho_rnn::plot::{
 };
 use ortho_rnn::train::metrics::{EvalRecord, MetricsWriter};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A fresh directory under the system temp dir, unique to this process and call.
+#[path = "common/run_dirs.rs"]
+mod run_dirs;
+
 fn scratch(name: &str) -> PathBuf {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("ortho-rnn-plots-{}-{n}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    run_dirs::scratch("plots", name)
 }
 
 fn cleanup(dir: &Path) {

@@ -1,6 +1,8 @@
-//! Shared by the tests that run the binary over output directories (`experiments.rs`, `slurm.rs`):
+//! Shared by the tests that write output directories (`experiments.rs`, `slurm.rs`, `cli_robustness.rs`,
+//! `plots.rs`):
 //! fresh scratch directories, their cleanup (`ORTHO_RNN_KEEP_RUNS=1` keeps them), and running
 //! `ortho-rnn`.
+#![allow(dead_code)] // each test crate uses what it needs
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
