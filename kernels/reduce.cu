@@ -4,8 +4,9 @@
 //
 //   sum_sq_f32:   part[b] = sum over block b's grid-stride elements of x_i^2 (f64; 1-D grid, 256 threads);
 //                 then reduce_partials_f64 adds the blocks' partials.
-//   reduce_partials_f64: one block: out_d[j] = sum_b part[b * width + j] (b ascending, fixed tree),
-//                 or out_f[j] += that sum as f32; width <= 4 (losses: sum, correct, count, invalid).
+//   reduce_partials_f64: one block: out_d[j] += sum_b part[b * width + j] (b ascending, fixed tree),
+//                 and/or out_f[j] += that sum as f32; width <= 4 (losses: sum, correct, count, invalid).
+//                 out_d is a zeroed readback slot or a device tally that several ops add into.
 //   add_col_partials_f32: out[c] += sum_k part[k * cols + c] (k ascending), thread per column.
 //   max_abs_f32:  out[0] = max(out[0], max |x_i|) on the bit pattern of non-negative floats (order-free)
 //   norm1_f32:    out[0] = max over columns of sum_i |x_ij| for an n x n matrix (thread per column)
@@ -26,20 +27,9 @@ extern "C" __global__ void reduce_partials_f64(int nparts, int width, const doub
         for (int b = threadIdx.x; b < nparts; b += blockDim.x) s += part[(long long)b * width + j];
         s = block_sum_d(s);
         if (threadIdx.x == 0) {
-            if (out_d) out_d[j] = s;
+            if (out_d) out_d[j] += s;
             if (out_f) out_f[j] += (float)s;
         }
-    }
-}
-
-// out[j] += the sum of the partials over b, in a fixed order (one block): device-side tallies that
-// several ops add into within one iteration.
-extern "C" __global__ void accumulate_partials_f64(int nparts, int width, const double* part, double* out) {
-    for (int j = 0; j < width; ++j) {
-        double s = 0.0;
-        for (int b = threadIdx.x; b < nparts; b += blockDim.x) s += part[(long long)b * width + j];
-        s = block_sum_d(s);
-        if (threadIdx.x == 0) out[j] += s;
     }
 }
 

@@ -146,43 +146,18 @@ impl<D: Driver> Cuda<D> {
         scale: f32,
         slot: Tally,
     ) -> Result<()> {
-        let (logits, targets, grad) = args;
-        let blocks = rows.div_ceil(8).max(1);
+        let blocks = Self::softmax_blocks(rows);
         let part = self.scratch(Slot::Reduce, 8 * 4 * blocks)?;
-        let args = [
-            Arg::I32(rows as i32),
-            Arg::I32(classes as i32),
-            Arg::Ptr(logits),
-            Arg::Ptr(targets),
-            Arg::Ptr(grad),
-            Arg::F32(scale),
-            Arg::Ptr(part.ptr()),
-        ];
-        self.launch("loss", "softmax_xent_f32", (blocks as u32, 1, 1), (256, 1, 1), &args)?;
-        self.accumulate_partials(part.ptr(), blocks, 4, slot)
+        self.launch_softmax_xent(args, rows, classes, scale, part.ptr())?;
+        self.add_partials(part.ptr(), blocks, 4, self.tally_ptr(slot))
     }
 
     /// The MSE kernel with its squared-error sum added to `slot` (first value only), in a fixed order.
     pub(crate) fn mse_into(&self, args: (DevPtr, DevPtr, DevPtr), len: usize, scale: f32, slot: Tally) -> Result<()> {
-        let (pred, target, grad) = args;
         let blocks = super::reduce::blocks_1d(len);
         let part = self.scratch(Slot::Reduce, 8 * blocks)?;
-        let args = [
-            Arg::I64(len as i64),
-            Arg::Ptr(pred),
-            Arg::Ptr(target),
-            Arg::Ptr(grad),
-            Arg::F32(scale),
-            Arg::Ptr(part.ptr()),
-        ];
-        self.launch_1d("loss", "mse_f32", len, &args)?;
-        self.accumulate_partials(part.ptr(), blocks, 1, slot)
-    }
-
-    /// Adds `width` sums over `parts` partials (part `b` at `8 width b` bytes) to `slot`.
-    fn accumulate_partials(&self, part: DevPtr, parts: usize, width: usize, slot: Tally) -> Result<()> {
-        let args = [Arg::I32(parts as i32), Arg::I32(width as i32), Arg::Ptr(part), Arg::Ptr(self.tally_ptr(slot))];
-        self.launch("reduce", "accumulate_partials_f64", (1, 1, 1), (256, 1, 1), &args)
+        self.launch_mse(args, len, scale, part.ptr())?;
+        self.add_partials(part.ptr(), blocks, 1, self.tally_ptr(slot))
     }
 
     /// [`crate::backend::Backend::clip_and_step`]: two launches for every tensor (see the module docs).

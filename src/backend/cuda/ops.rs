@@ -274,18 +274,9 @@ impl<D: Driver> Backend for Cuda<D> {
         targets.check("softmax_xent(targets)", rows)?;
         grad.check("softmax_xent(grad)", rows * classes)?;
         self.work(5.0 * (rows * classes) as f64, 4.0 * (2 * rows * classes + rows) as f64);
-        let blocks = rows.div_ceil(8).max(1);
-        let [sum, correct, count, invalid] = self.fixed_sum::<4>(blocks, |part| {
-            let args = [
-                Arg::I32(rows as i32),
-                Arg::I32(classes as i32),
-                p(&logits),
-                p(&targets),
-                pm(&grad),
-                Arg::F32(scale),
-                Arg::Ptr(part),
-            ];
-            self.launch("loss", "softmax_xent_f32", (blocks as u32, 1, 1), (256, 1, 1), &args)
+        let ptrs = (Cuda::ptr(&logits), Cuda::ptr(&targets), Cuda::ptr_mut(&grad));
+        let [sum, correct, count, invalid] = self.fixed_sum::<4>(Self::softmax_blocks(rows), |part| {
+            self.launch_softmax_xent(ptrs, rows, classes, scale, part)
         })?;
         if invalid > 0.0 {
             return Err(Error::invalid(
@@ -299,11 +290,8 @@ impl<D: Driver> Backend for Cuda<D> {
     fn mse(&self, pred: Slice<Self>, target: Slice<Self>, grad: SliceMut<Self>, scale: f32) -> Result<LossStats> {
         target.check("mse(target)", pred.len)?;
         grad.check("mse(grad)", pred.len)?;
-        let blocks = blocks_1d(pred.len);
-        let [sum] = self.fixed_sum::<1>(blocks, |part| {
-            let args = [n64(pred.len), p(&pred), p(&target), pm(&grad), Arg::F32(scale), Arg::Ptr(part)];
-            self.launch("loss", "mse_f32", (blocks as u32, 1, 1), (THREADS, 1, 1), &args)
-        })?;
+        let ptrs = (Cuda::ptr(&pred), Cuda::ptr(&target), Cuda::ptr_mut(&grad));
+        let [sum] = self.fixed_sum::<1>(blocks_1d(pred.len), |part| self.launch_mse(ptrs, pred.len, scale, part))?;
         Ok(LossStats { sum, correct: 0, count: pred.len })
     }
 

@@ -16,7 +16,8 @@ pub(crate) fn blocks_1d(n: usize) -> usize {
 
 impl<D: Driver> Cuda<D> {
     /// Gives `f` room for `parts` partial results of `N` doubles each (part `b` at `8 N b` bytes),
-    /// then adds them over `b` in order and returns the `N` totals to the host.
+    /// then adds them over `b` in order (into the zeroed accumulator) and returns the `N` totals to
+    /// the host.
     pub(crate) fn fixed_sum<const N: usize>(
         &self,
         parts: usize,
@@ -26,9 +27,57 @@ impl<D: Driver> Cuda<D> {
         let p = part.ptr();
         self.with_acc::<N>(|acc| {
             f(p)?;
-            let args = [Arg::I32(parts as i32), Arg::I32(N as i32), Arg::Ptr(p), Arg::Ptr(acc), Arg::Ptr(0)];
-            self.launch("reduce", "reduce_partials_f64", (1, 1, 1), (256, 1, 1), &args)
+            self.add_partials(p, parts, N, acc)
         })
+    }
+
+    /// Adds `width` sums over `parts` partials (part `b` at `8 width b` bytes) to the `width` doubles
+    /// at `out`, in a fixed order.
+    pub(crate) fn add_partials(&self, part: DevPtr, parts: usize, width: usize, out: DevPtr) -> Result<()> {
+        let args = [Arg::I32(parts as i32), Arg::I32(width as i32), Arg::Ptr(part), Arg::Ptr(out), Arg::Ptr(0)];
+        self.launch("reduce", "reduce_partials_f64", (1, 1, 1), (256, 1, 1), &args)
+    }
+
+    /// Blocks of the softmax cross-entropy kernel over `rows` rows (8 rows per block).
+    pub(crate) fn softmax_blocks(rows: usize) -> usize {
+        rows.div_ceil(8).max(1)
+    }
+
+    /// The softmax cross-entropy kernel (`kernels/loss.cu`) over `(logits, targets, grad)`, writing
+    /// each block's four totals to `part` ([`Self::softmax_blocks`] blocks).
+    pub(crate) fn launch_softmax_xent(
+        &self,
+        (logits, targets, grad): (DevPtr, DevPtr, DevPtr),
+        rows: usize,
+        classes: usize,
+        scale: f32,
+        part: DevPtr,
+    ) -> Result<()> {
+        let args = [
+            Arg::I32(rows as i32),
+            Arg::I32(classes as i32),
+            Arg::Ptr(logits),
+            Arg::Ptr(targets),
+            Arg::Ptr(grad),
+            Arg::F32(scale),
+            Arg::Ptr(part),
+        ];
+        let blocks = Self::softmax_blocks(rows) as u32;
+        self.launch("loss", "softmax_xent_f32", (blocks, 1, 1), (256, 1, 1), &args)
+    }
+
+    /// The MSE kernel over `(pred, target, grad)` of `len` elements, writing each block's squared-error
+    /// sum to `part` ([`blocks_1d`] blocks).
+    pub(crate) fn launch_mse(
+        &self,
+        (pred, target, grad): (DevPtr, DevPtr, DevPtr),
+        len: usize,
+        scale: f32,
+        part: DevPtr,
+    ) -> Result<()> {
+        let args =
+            [Arg::I64(len as i64), Arg::Ptr(pred), Arg::Ptr(target), Arg::Ptr(grad), Arg::F32(scale), Arg::Ptr(part)];
+        self.launch_1d("loss", "mse_f32", len, &args)
     }
 
     /// `da = J^T dh` and the activation parameter's gradient added to `dparam` (PReLU slope,
