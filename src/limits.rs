@@ -23,6 +23,8 @@ pub const MAX_BENCH_ITERS: usize = 1 << 20;
 pub const MAX_TRAIN_EXAMPLES: usize = 1 << 40;
 /// Largest `--threads`.
 pub const MAX_THREADS: usize = 1024;
+/// Largest `experiment --seeds` (runs per cell of a sweep).
+pub const MAX_SEEDS: usize = 1000;
 /// Largest `experiment --jobs` and number of `--devices` entries (concurrent runs of one process).
 pub const MAX_JOBS: usize = 256;
 /// Largest element count of one tensor on `--device cuda` and `emu`: the kernels index with 32-bit

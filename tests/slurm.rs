@@ -183,6 +183,8 @@ fn bad_parallel_flags_are_clear_errors() {
         (&["--shard", "3/2"][..], "--shard"),
         (&["--shard", "1"][..], "K/N"),
         (&["--jobs", "0"][..], "--jobs"),
+        (&["--seeds", "0"][..], "--seeds"),
+        (&["--seeds", "1000000"][..], "between 1 and 1000"),
         (&["--devices", "cpu,tpu"][..], "--devices"),
         (&["--devices", "cpu,emu", "--jobs", "3"][..], "--jobs"),
         (&["--slurm", "--time", "4h"][..], "--time"),

@@ -83,6 +83,10 @@ fn reason(e: ortho_rnn::error::Error) -> String {
 pub fn device(s: &str) -> Result<ortho_rnn::device::DeviceKind, String> {
     ortho_rnn::device::DeviceKind::parse_for(s, "--device").map_err(reason)
 }
+/// `experiment --seeds`.
+pub fn seeds(s: &str) -> Result<usize, String> {
+    count(s, 1, ortho_rnn::limits::MAX_SEEDS)
+}
 /// `--jobs`.
 pub fn jobs(s: &str) -> Result<usize, String> {
     count(s, 1, ortho_rnn::limits::MAX_JOBS)

@@ -42,7 +42,7 @@ pub struct ExperimentArgs {
     pub quiet: bool,
     /// Runs per cell, with seeds 1..=N; tables report the median and range, plots the median with
     /// a band [default: 1 with --smoke, 3 with --quick, 5 with --full].
-    #[arg(long)]
+    #[arg(long, value_parser = bounds::seeds)]
     pub seeds: Option<usize>,
     /// Run this many runs at once (on --device, or one per --devices entry); the CPU threads are
     /// split between concurrent cpu (and emu) runs [default: 1, or one per --devices entry].

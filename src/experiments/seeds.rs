@@ -31,6 +31,9 @@ pub fn replicate(plan: &mut Plan, seeds: usize) -> Result<()> {
     if seeds == 0 {
         return Err(Error::invalid("--seeds", 0, "run each cell at least once"));
     }
+    if seeds > crate::limits::MAX_SEEDS {
+        return Err(Error::invalid("--seeds", seeds, format!("at most {} runs per cell", crate::limits::MAX_SEEDS)));
+    }
     let mut out = Vec::with_capacity(plan.runs.len() * seeds);
     for run in plan.runs.drain(..) {
         let Job::Train(base) = &run.config.job else {
