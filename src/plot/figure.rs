@@ -5,6 +5,7 @@
 //! a string, then written) and once on a bitmap backend (written by plotters as PNG).
 
 use crate::error::{Error, Result};
+use crate::train::checkpoint::write_atomic;
 use crate::train::metrics::EvalRecord;
 use plotters::chart::MeshStyle;
 use plotters::coord::Shift;
@@ -76,15 +77,31 @@ pub(crate) fn render(fig: &impl Figure, out_dir: &Path, stem: &str, size: (u32, 
         fig.draw(&root, &theme).map_err(|e| drawing_error(&svg_path, e))?;
         root.present().map_err(|e| drawing_error(&svg_path, e))?;
     }
-    std::fs::write(&svg_path, svg).map_err(|e| Error::io(&svg_path, e))?;
+    write_atomic(&svg_path, svg.as_bytes())?;
 
+    // Drawn into an RGB buffer and encoded here (the `png` crate) rather than by plotters' image
+    // encoder, which pulls in the `image` crate with JPEG, BMP and GIF decoders the plots never use.
     let png_path = out_dir.join(format!("{stem}.png"));
+    let mut rgb = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::new(&png_path, size).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, size).into_drawing_area();
         fig.draw(&root, &theme).map_err(|e| drawing_error(&png_path, e))?;
         root.present().map_err(|e| drawing_error(&png_path, e))?;
     }
+    write_atomic(&png_path, &encode_png(&rgb, size).map_err(|e| Error::io(&png_path, e))?)?;
     Ok(vec![svg_path, png_path])
+}
+
+/// `rgb` (8-bit RGB rows, top to bottom) as a PNG file's bytes.
+fn encode_png(rgb: &[u8], (w, h): (u32, u32)) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    let mut enc = png::Encoder::new(&mut bytes, w, h);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().map_err(std::io::Error::other)?;
+    writer.write_image_data(rgb).map_err(std::io::Error::other)?;
+    writer.finish().map_err(std::io::Error::other)?;
+    Ok(bytes)
 }
 
 fn drawing_error<E: std::error::Error + Send + Sync>(path: &Path, e: DrawingAreaErrorKind<E>) -> Error {
