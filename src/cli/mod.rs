@@ -7,24 +7,18 @@ mod resume;
 
 use args::{DeviceArgs, ModelArgs, OptimArgs};
 use clap::{Parser, Subcommand};
-use ortho_rnn::backend::Backend;
 use ortho_rnn::backend::Precision;
-use ortho_rnn::backend::cpu::Cpu;
 use ortho_rnn::backend::cuda::baselines;
 use ortho_rnn::device::DeviceKind;
-use ortho_rnn::device::{BackendJob, dispatch_with_precision};
 use ortho_rnn::error::{Error, Result};
 use ortho_rnn::limits;
-use ortho_rnn::optim::OptimConfig;
 use ortho_rnn::tasks::{TaskKind, TaskSpec};
-use ortho_rnn::train::build::ModelSpec;
 use ortho_rnn::train::checkpoint::{self, Checkpoint};
-use ortho_rnn::train::divergence::{self, DivergenceWatch};
+use ortho_rnn::train::job::TrainJob;
 use ortho_rnn::train::memory::{self, TaskDims};
 use ortho_rnn::train::progress::Mode;
-use ortho_rnn::train::spikes::{SpikeConfig, SpikeDetector};
-use ortho_rnn::train::trajectory::{DumpConfig, Recorder};
-use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, Trainer, bench, metrics, outputs};
+use ortho_rnn::train::trajectory::DumpConfig;
+use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, bench, metrics, outputs};
 use std::path::{Path, PathBuf};
 
 /// Train recurrent networks whose transition matrix is kept orthogonal, near-orthogonal or spectrally bounded.
@@ -265,50 +259,6 @@ impl TrainArgs {
     }
 }
 
-struct TrainJob {
-    run: RunSpec,
-    cfg: TrainConfig,
-    resume: Option<(Checkpoint, PathBuf)>,
-    keep_best: Option<PathBuf>,
-    spike_factor: f64,
-    dump: Option<DumpConfig>,
-}
-
-impl BackendJob for TrainJob {
-    type Out = Summary;
-    fn run<B: Backend>(self, b: &B) -> Result<Summary> {
-        let task = self.run.task.build()?;
-        let model = self.run.model.build(b, task.as_ref(), self.run.seed)?;
-        let mut trainer = Trainer::new(b, model, self.run.optim, task.as_ref(), self.cfg)?;
-        if let Some((ck, path)) = &self.resume {
-            checkpoint::restore(&mut trainer, ck, path)?;
-        }
-        let run_json =
-            || serde_json::to_string(&self.run).map_err(|e| Error::invalid("run", "specification", e.to_string()));
-        if let Some(path) = self.keep_best {
-            trainer.keep_best = Some((path, run_json()?));
-        }
-        trainer.spikes =
-            SpikeDetector::new(SpikeConfig { factor: self.spike_factor, ..Default::default() }, task.baseline().loss);
-        if let Some(dump) = self.dump {
-            trainer.trajectory = Some(Recorder::new(b, dump, &self.run, trainer.model.params())?);
-        }
-        let mut watch = DivergenceWatch::new(divergence::reference(task.as_ref()));
-        let mut summary = trainer.run(|_, rec| {
-            watch.observe(rec.iter, rec.loss);
-            Ok(())
-        })?;
-        if !summary.loss.is_finite() {
-            watch.observe(summary.iters, summary.loss);
-        }
-        summary.diverged = watch.verdict();
-        if let Some(rec) = &trainer.trajectory {
-            println!("trajectory of {} in {}", count(rec.recorded(), "iteration"), rec.dir().display());
-        }
-        Ok(summary)
-    }
-}
-
 /// The number of iterations `--iters` or `--epochs x --iters-per-epoch` asks for.
 fn requested_iters(a: &TrainArgs) -> Result<Option<usize>> {
     Ok(match (a.iters, a.epochs) {
@@ -490,7 +440,7 @@ fn train(a: TrainArgs) -> Result<()> {
     let t = run.task.seq_len.unwrap_or(run.task.kind.default_seq_len());
     let job = TrainJob { run, cfg, resume, keep_best, spike_factor: a.spike_factor, dump };
     let summary = match a.dtype {
-        DtypeArg::F32 => dispatch_with_precision(a.device.device, a.device.threads, precision, job)?,
+        DtypeArg::F32 => job.run_f32(a.device.device, a.device.threads)?,
         DtypeArg::F64 if precision != Precision::Fp32 => {
             return Err(Error::Inapplicable {
                 flag: "--precision",
@@ -498,10 +448,7 @@ fn train(a: TrainArgs) -> Result<()> {
                 hint: "f64 training computes every product in f64; drop --precision".into(),
             });
         }
-        DtypeArg::F64 if a.device.device == DeviceKind::Cpu => {
-            let b: Cpu<f64> = if a.device.threads == 0 { Cpu::default() } else { Cpu::new(a.device.threads) };
-            job.run(&b)?
-        }
+        DtypeArg::F64 if a.device.device == DeviceKind::Cpu => job.run_cpu_f64(a.device.threads)?,
         DtypeArg::F64 => {
             return Err(Error::Inapplicable {
                 flag: "--dtype f64",
@@ -575,22 +522,6 @@ fn print_summary(s: &Summary, t: usize, json: bool) {
     }
 }
 
-struct BenchJob {
-    spec: ModelSpec,
-    optim: OptimConfig,
-    seq_len: usize,
-    batch: usize,
-    iters: usize,
-    opts: bench::BenchOptions,
-}
-
-impl BackendJob for BenchJob {
-    type Out = bench::BenchResult;
-    fn run<B: Backend>(self, b: &B) -> Result<bench::BenchResult> {
-        bench::bench_with(b, &self.spec, self.optim, self.seq_len, self.batch, self.iters, self.opts)
-    }
-}
-
 fn bench_cmd(a: BenchArgs) -> Result<()> {
     limits::check_threads(a.device.device, a.device.threads)?;
     let spec = a.model.spec()?;
@@ -611,8 +542,17 @@ fn bench_cmd(a: BenchArgs) -> Result<()> {
         }
     }
     let opts = bench::BenchOptions { profile: a.profile, predict: a.predict };
-    let job = BenchJob { spec, optim, seq_len: a.seq_len, batch: a.batch, iters: a.iters, opts };
-    let r = dispatch_with_precision(a.device.device, a.device.threads, a.precision, job)?;
+    let r = bench::bench_on(
+        a.device.device,
+        a.device.threads,
+        a.precision,
+        &spec,
+        optim,
+        a.seq_len,
+        a.batch,
+        a.iters,
+        opts,
+    )?;
     if a.json {
         println!("{}", serde_json::to_string(&r).unwrap_or_default());
     } else {

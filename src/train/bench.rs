@@ -9,6 +9,7 @@
 use super::build::{ModelKind, ModelSpec};
 use crate::backend::profile::{GpuModel, Profile};
 use crate::backend::{Backend, Precision};
+use crate::device::{BackendJob, DeviceKind, dispatch_with_precision};
 use crate::error::Result;
 use crate::nn::{BatchStats, Model, Pass, StageKey};
 use crate::optim::{OptimConfig, Optimizer, StepInfo};
@@ -259,6 +260,38 @@ pub fn bench<B: Backend>(
     iters: usize,
 ) -> Result<BenchResult> {
     bench_with(b, spec, opt, seq_len, batch, iters, BenchOptions::default())
+}
+
+/// [`bench_with`] on the backend `device` names, with the products in `precision` (see
+/// [`crate::device::dispatch_with_precision`]). Not generic, so the benchmark is compiled for every
+/// backend here, once, rather than in each program that calls it.
+#[allow(clippy::too_many_arguments)]
+pub fn bench_on(
+    device: DeviceKind,
+    threads: usize,
+    precision: Precision,
+    spec: &ModelSpec,
+    opt: OptimConfig,
+    seq_len: usize,
+    batch: usize,
+    iters: usize,
+    opts: BenchOptions,
+) -> Result<BenchResult> {
+    struct Job<'a> {
+        spec: &'a ModelSpec,
+        opt: OptimConfig,
+        seq_len: usize,
+        batch: usize,
+        iters: usize,
+        opts: BenchOptions,
+    }
+    impl BackendJob for Job<'_> {
+        type Out = BenchResult;
+        fn run<B: Backend>(self, b: &B) -> Result<BenchResult> {
+            bench_with(b, self.spec, self.opt, self.seq_len, self.batch, self.iters, self.opts)
+        }
+    }
+    dispatch_with_precision(device, threads, precision, Job { spec, opt, seq_len, batch, iters, opts })
 }
 
 /// [`fn@bench`] with a profile of the device activity per iteration and a predicted GPU time.

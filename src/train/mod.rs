@@ -11,6 +11,7 @@ pub mod best;
 pub mod build;
 pub mod checkpoint;
 pub mod divergence;
+pub mod job;
 pub mod memory;
 pub mod metrics;
 pub mod outputs;
