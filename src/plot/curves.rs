@@ -271,9 +271,10 @@ impl Figure for CurveFigure<'_> {
         if let Some(b) = self.baseline {
             entries.push((b.label.as_str(), Sample::Dashed(BASELINE_GREY)));
         }
-        let (w, h) = root.dim_in_pixel();
+        let body = theme.titled(root, self.title)?;
+        let (w, h) = body.dim_in_pixel();
         let legend = SideLegend::new(theme, entries, h);
-        let (plot, side) = root.split_horizontally(w.saturating_sub(legend.width()));
+        let (plot, side) = body.split_horizontally(w.saturating_sub(legend.width()));
         let (y0, y1) = self.y_range;
         if self.log_y {
             let (major, minor, decades) = figure::log_ticks(y0, y1);
@@ -301,7 +302,7 @@ impl CurveFigure<'_> {
         YS::CoordDescType: ValueFormatter<f64>,
     {
         let (x0, x1) = self.x_range;
-        let mut chart = theme.line_chart(root, self.title).build_cartesian_2d(x0..x1, y_spec)?;
+        let mut chart = theme.line_chart(root).build_cartesian_2d(x0..x1, y_spec)?;
         let mut mesh = chart.configure_mesh();
         theme.line_mesh(&mut mesh, self.x_label, self.y_label);
         mesh.y_label_formatter(y_fmt).draw()?;

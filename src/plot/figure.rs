@@ -23,7 +23,8 @@ static FONT_BYTES: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 pub(crate) const FONT: &str = "sans-serif";
 
 /// Result of drawing on a backend `DB`.
-pub(crate) type DrawResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+pub(crate) type DrawResult<DB, T = ()> =
+    std::result::Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// A figure that can draw itself on any plotters backend.
 pub(crate) trait Figure {
@@ -164,16 +165,23 @@ impl Theme {
         RGBColor(60, 60, 60).stroke_width(self.px(1.2))
     }
 
-    /// The chart builder of a line chart (curves, spectra): `title` as caption, the theme's margins
-    /// and label areas.
+    /// Draws `title` centred over the whole canvas (not over the plot beside a legend, where a long
+    /// title was cut off at the left edge) and returns the area below it.
+    pub(crate) fn titled<DB: DrawingBackend>(
+        &self,
+        root: &DrawingArea<DB, Shift>,
+        title: &str,
+    ) -> DrawResult<DB, DrawingArea<DB, Shift>> {
+        root.margin(self.px(10.0), 0, 0, 0).titled(title, self.title_font())
+    }
+
+    /// The chart builder of a line chart (curves, spectra): the theme's margins and label areas.
     pub(crate) fn line_chart<'a, 'b, DB: DrawingBackend>(
         &self,
         root: &'a DrawingArea<DB, Shift>,
-        title: &str,
     ) -> ChartBuilder<'a, 'b, DB> {
         let mut builder = ChartBuilder::on(root);
         builder
-            .caption(title, self.title_font())
             .margin(self.px(14.0))
             .margin_right(self.px(30.0))
             .x_label_area_size(self.px(58.0))

@@ -156,7 +156,7 @@ struct HeatmapFigure<'a> {
 impl Figure for HeatmapFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
         root.fill(&WHITE)?;
-        let body = root.margin(theme.px(10.0), 0, 0, 0).titled(self.title, theme.title_font())?;
+        let body = theme.titled(root, self.title)?;
         let bar_width = theme.px(150.0);
         let (main, bar) = body.split_horizontally(body.dim_in_pixel().0.saturating_sub(bar_width));
         let (top, bottom, x_area) = (theme.px(10.0), theme.px(14.0), theme.px(58.0));

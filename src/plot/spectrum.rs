@@ -117,14 +117,15 @@ impl Figure for SpectrumFigure<'_> {
         if self.one.is_some() {
             entries.push(("σ = 1", Sample::Dashed(REFERENCE_GREY)));
         }
-        let (w, h) = root.dim_in_pixel();
+        let body = theme.titled(root, self.title)?;
+        let (w, h) = body.dim_in_pixel();
         let legend = SideLegend::new(theme, entries, h);
-        let (root, side) = root.split_horizontally(w.saturating_sub(legend.width()));
+        let (root, side) = body.split_horizontally(w.saturating_sub(legend.width()));
         legend.draw(&side, theme)?;
         let root = &root;
         let (x0, x1) = self.x_range;
         let (y0, y1) = self.y_range;
-        let mut chart = theme.line_chart(root, self.title).build_cartesian_2d(x0..x1, y0..y1)?;
+        let mut chart = theme.line_chart(root).build_cartesian_2d(x0..x1, y0..y1)?;
         let mut mesh = chart.configure_mesh();
         theme.line_mesh(&mut mesh, self.x_label, "singular values of W");
         mesh.y_label_formatter(&figure::tick_label).draw()?;
