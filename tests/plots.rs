@@ -352,3 +352,48 @@ fn the_legend_sits_beside_the_plot() {
     );
     cleanup(&dir);
 }
+
+/// Labels too long for a legend beside the plot (it would leave the plot less than 55 % of the
+/// width) go below it, in columns: every label lies below the lowest data point, and the data
+/// spans most of the canvas's width.
+#[test]
+fn long_labels_put_the_legend_below_the_plot() {
+    let dir = scratch("legend-below");
+    let runs: Vec<(String, Vec<EvalRecord>)> = (0..6)
+        .map(|i| {
+            let label = format!("run {i} Orthogonal_Gain1.1_adj_Reg0.01 (median of 3)");
+            (label, synthetic_run(0.02 * (i + 1) as f64, 0.1, false))
+        })
+        .collect();
+    plot_curves(&runs, Metric::Loss, &dir, "long", "6 runs", &CurveOptions::default()).unwrap();
+    let svg = std::fs::read_to_string(dir.join("long.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let attr = |n: roxmltree::Node, a: &str| n.attribute(a).and_then(|x| x.parse::<f64>().ok());
+    let labels: Vec<f64> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("text") && n.text().is_some_and(|t| t.trim().starts_with("run ")))
+        .filter_map(|n| attr(n, "y"))
+        .collect();
+    assert_eq!(labels.len(), 6, "every run is in the legend");
+    let points: Vec<(f64, f64)> = doc
+        .descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter_map(|n| n.attribute("points"))
+        .filter(|p| p.split_whitespace().count() > 2)
+        .flat_map(|p| {
+            p.split_whitespace()
+                .filter_map(|xy| {
+                    let (x, y) = xy.split_once(',')?;
+                    Some((x.parse::<f64>().ok()?, y.parse::<f64>().ok()?))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let lowest_data = points.iter().map(|p| p.1).fold(0.0f64, f64::max);
+    let top_label = labels.iter().copied().fold(f64::MAX, f64::min);
+    assert!(lowest_data < top_label, "data reaches y = {lowest_data}, a legend label starts at {top_label}");
+    let (x0, x1) = points.iter().fold((f64::MAX, 0.0f64), |(lo, hi), p| (lo.min(p.0), hi.max(p.0)));
+    let width = f64::from(ortho_rnn::plot::DEFAULT_SIZE.0);
+    assert!(x1 - x0 > 0.6 * width, "the data spans {x0}..{x1} of {width} pixels");
+    cleanup(&dir);
+}

@@ -242,7 +242,7 @@ impl ModelArgs {
             return Err(Error::Inapplicable {
                 flag: "--k",
                 context: format!("--model {}", m.as_str()),
-                hint: "the base-change period belongs to --model dtriv (exprnn is dtriv with K = inf)".into(),
+                hint: "the base-change period belongs to --model dtriv (exprnn never changes its base)".into(),
             });
         }
         let spec = ModelSpec {

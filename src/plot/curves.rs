@@ -5,7 +5,7 @@
 //! `1/6`) and Figure 6 (sequential MNIST loss). The abscissa is the epoch when every plotted record
 //! carries one, otherwise the iteration.
 
-use super::figure::{self, DrawResult, Figure, Sample, SideLegend, Theme, XAxis};
+use super::figure::{self, DrawResult, Figure, Legend, Sample, Theme, XAxis};
 use crate::error::{Error, Result};
 use crate::train::metrics::EvalRecord;
 use plotters::coord::Shift;
@@ -261,7 +261,6 @@ struct CurveFigure<'a> {
 impl Figure for CurveFigure<'_> {
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
         root.fill(&WHITE)?;
-        // The legend sits to the right of the plot, in as many columns as the height needs.
         let mut entries: Vec<(&str, Sample)> = self
             .series
             .iter()
@@ -271,10 +270,19 @@ impl Figure for CurveFigure<'_> {
         if let Some(b) = self.baseline {
             entries.push((b.label.as_str(), Sample::Dashed(BASELINE_GREY)));
         }
+        // The legend sits to the right of the plot, in as many columns as the height needs, unless
+        // that would leave the plot less than 55 % of the width (long labels): then below it.
         let body = theme.titled(root, self.title)?;
         let (w, h) = body.dim_in_pixel();
-        let legend = SideLegend::new(theme, entries, h);
-        let (plot, side) = body.split_horizontally(w.saturating_sub(legend.width()));
+        let beside = Legend::beside(theme, entries.clone(), h);
+        let (plot, legend, area) = if f64::from(beside.width()) <= 0.45 * f64::from(w) {
+            let (plot, side) = body.split_horizontally(w.saturating_sub(beside.width()));
+            (plot, beside, side)
+        } else {
+            let below = Legend::below(theme, entries, w);
+            let (plot, strip) = body.split_vertically(h.saturating_sub(below.height()));
+            (plot, below, strip.margin(0, 0, theme.px(86.0), 0))
+        };
         let (y0, y1) = self.y_range;
         if self.log_y {
             let (major, minor, decades) = figure::log_ticks(y0, y1);
@@ -283,7 +291,7 @@ impl Figure for CurveFigure<'_> {
         } else {
             self.draw_on(&plot, theme, y0..y1, &figure::tick_label)?;
         }
-        legend.draw(&side, theme)
+        legend.draw(&area, theme)
     }
 }
 

@@ -229,7 +229,7 @@ pub(crate) enum Sample {
 
 /// A legend drawn beside the plot, never over it: the entries fill a column from the top, and
 /// further columns are added when the canvas height runs out.
-pub(crate) struct SideLegend<'a> {
+pub(crate) struct Legend<'a> {
     entries: Vec<(&'a str, Sample)>,
     rows: usize,
     columns: usize,
@@ -238,17 +238,36 @@ pub(crate) struct SideLegend<'a> {
     top: u32,
 }
 
-impl<'a> SideLegend<'a> {
-    /// Lays out `entries` for a canvas `height` pixels tall.
-    pub(crate) fn new(theme: &Theme, entries: Vec<(&'a str, Sample)>, height: u32) -> Self {
+impl<'a> Legend<'a> {
+    /// Lays out `entries` in columns beside a plot `height` pixels tall.
+    pub(crate) fn beside(theme: &Theme, entries: Vec<(&'a str, Sample)>, height: u32) -> Self {
         let (row_height, top) = (theme.px(25.0), theme.px(60.0));
         let fit = (height.saturating_sub(top + theme.px(20.0)) / row_height).max(1) as usize;
         let columns = entries.len().div_ceil(fit).max(1);
         let rows = entries.len().div_ceil(columns);
+        let col_width = Self::column_width(theme, &entries);
+        Legend { entries, rows, columns, col_width, row_height, top }
+    }
+
+    /// Lays out `entries` in as many columns as fit in `width` pixels, below a plot.
+    pub(crate) fn below(theme: &Theme, entries: Vec<(&'a str, Sample)>, width: u32) -> Self {
+        let col_width = Self::column_width(theme, &entries);
+        let columns =
+            ((width.saturating_sub(theme.px(40.0)) / col_width.max(1)) as usize).clamp(1, entries.len().max(1));
+        let rows = entries.len().div_ceil(columns);
+        Legend { entries, rows, columns, col_width, row_height: theme.px(25.0), top: theme.px(4.0) }
+    }
+
+    /// A column's width: the sample, a gap and the longest label.
+    fn column_width(theme: &Theme, entries: &[(&str, Sample)]) -> u32 {
         // DejaVu Sans advances about 0.55 em per character on average; 0.6 leaves room for wide ones.
         let longest = entries.iter().map(|(l, _)| l.chars().count()).max().unwrap_or(0) as f64;
-        let col_width = theme.px(26.0 + 8.0 + 22.0 + 17.5 * 0.6 * longest);
-        SideLegend { entries, rows, columns, col_width, row_height, top }
+        theme.px(26.0 + 8.0 + 22.0 + 17.5 * 0.6 * longest)
+    }
+
+    /// Height of the legend's area when it is laid out [`Legend::below`] a plot.
+    pub(crate) fn height(&self) -> u32 {
+        self.top * 2 + self.row_height * self.rows as u32
     }
 
     /// Width of the legend's area.
@@ -256,7 +275,8 @@ impl<'a> SideLegend<'a> {
         self.col_width * self.columns as u32
     }
 
-    /// Draws the legend on `area` (the strip beside the plot, [`SideLegend::width`] wide).
+    /// Draws the legend on `area` (the strip beside the plot, [`Legend::width`] wide, or the strip
+    /// below it, [`Legend::height`] tall).
     pub(crate) fn draw<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>, theme: &Theme) -> DrawResult<DB> {
         let (w, gap) = (theme.ipx(26.0), theme.ipx(8.0));
         let half_font = theme.ipx(17.5 * 0.6);

@@ -5,7 +5,7 @@
 //! standard deviation. The figure draws the maximum in blue, the mean in green with a shaded
 //! `mean ± std` band, the minimum in red, and a dashed grey reference at `σ = 1` (orthogonality).
 
-use super::figure::{self, DrawResult, Figure, Sample, SideLegend, Theme, XAxis};
+use super::figure::{self, DrawResult, Figure, Legend, Sample, Theme, XAxis};
 use crate::error::{Error, Result};
 use crate::train::metrics::EvalRecord;
 use plotters::coord::Shift;
@@ -119,7 +119,7 @@ impl Figure for SpectrumFigure<'_> {
         }
         let body = theme.titled(root, self.title)?;
         let (w, h) = body.dim_in_pixel();
-        let legend = SideLegend::new(theme, entries, h);
+        let legend = Legend::beside(theme, entries, h);
         let (root, side) = body.split_horizontally(w.saturating_sub(legend.width()));
         legend.draw(&side, theme)?;
         let root = &root;
