@@ -172,7 +172,7 @@ pub fn dispatch_with_precision<J: BackendJob>(
     }
     match device {
         DeviceKind::Cpu => {
-            let b: Cpu<f32> = if threads == 0 { Cpu::default() } else { Cpu::new(threads) };
+            let b: Cpu<f32> = Cpu::with_threads(threads);
             job.run(&b)
         }
         DeviceKind::Cuda(k) => {

@@ -16,7 +16,7 @@ use ortho_rnn::tasks::{TaskKind, TaskSpec};
 use ortho_rnn::train::checkpoint::{self, Checkpoint};
 use ortho_rnn::train::job::TrainJob;
 use ortho_rnn::train::memory::{self, TaskDims};
-use ortho_rnn::train::progress::Mode;
+use ortho_rnn::train::progress::{Mode, count};
 use ortho_rnn::train::trajectory::DumpConfig;
 use ortho_rnn::train::{Checkpointing, RunSpec, Summary, TrainConfig, bench, metrics, outputs};
 use std::path::{Path, PathBuf};
@@ -471,11 +471,6 @@ fn best_path(checkpoint: &std::path::Path) -> PathBuf {
     let stem = checkpoint.file_stem().map_or("checkpoint".into(), |s| s.to_string_lossy().into_owned());
     let ext = checkpoint.extension().map_or("safetensors".into(), |s| s.to_string_lossy().into_owned());
     checkpoint.with_file_name(format!("{stem}.best.{ext}"))
-}
-
-/// `"1 iteration"`, `"2 iterations"`.
-fn count(n: usize, noun: &str) -> String {
-    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 /// The task's length flag `T` and, where they differ (the copy task: `T + 20`), the steps a

@@ -2,7 +2,8 @@
 //! scale with the canvas, the colour palette, tick labels, axis ranges and legend placement.
 //!
 //! A figure is a value implementing [`Figure`]; [`render`] draws it once on an SVG backend (kept as
-//! a string, then written) and once on a bitmap backend (written by plotters as PNG).
+//! a string) and once on an RGB buffer (encoded as PNG with the `png` crate); both files are written
+//! atomically.
 
 use crate::error::{Error, Result};
 use crate::train::checkpoint::write_atomic;
@@ -227,8 +228,9 @@ pub(crate) enum Sample {
     Band(RGBColor),
 }
 
-/// A legend drawn beside the plot, never over it: the entries fill a column from the top, and
-/// further columns are added when the canvas height runs out.
+/// A legend drawn beside or below the plot, never over it. Beside: the entries fill a column from
+/// the top, and further columns are added when the canvas height runs out; below: as many columns
+/// as the width holds.
 pub(crate) struct Legend<'a> {
     entries: Vec<(&'a str, Sample)>,
     rows: usize,

@@ -7,6 +7,7 @@
 
 use super::checkpoint::{self, Checkpoint};
 use super::divergence::{self, DivergenceWatch};
+use super::progress::count;
 use super::spikes::{SpikeConfig, SpikeDetector};
 use super::trajectory::{DumpConfig, Recorder};
 use super::{RunSpec, Summary, TrainConfig, Trainer};
@@ -42,8 +43,7 @@ impl TrainJob {
 
     /// Trains in f64 on the CPU backend (`threads`: 0 for all cores).
     pub fn run_cpu_f64(self, threads: usize) -> Result<Summary> {
-        let b: Cpu<f64> = if threads == 0 { Cpu::default() } else { Cpu::new(threads) };
-        self.run(&b)
+        self.run(&Cpu::<f64>::with_threads(threads))
     }
 }
 
@@ -76,9 +76,7 @@ impl BackendJob for TrainJob {
         }
         summary.diverged = watch.verdict();
         if let Some(rec) = &trainer.trajectory {
-            let n = rec.recorded();
-            let noun = if n == 1 { "iteration" } else { "iterations" };
-            println!("trajectory of {n} {noun} in {}", rec.dir().display());
+            println!("trajectory of {} in {}", count(rec.recorded(), "iteration"), rec.dir().display());
         }
         Ok(summary)
     }

@@ -36,6 +36,11 @@ impl PartialEq for JobLine {
 }
 impl Eq for JobLine {}
 
+/// `n` and `noun`, plural unless `n` is 1: `"1 iteration"`, `"2000 iterations"`.
+pub fn count(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
+}
+
 /// The bar style of a job line.
 pub fn job_style() -> ProgressStyle {
     ProgressStyle::with_template("{prefix} {bar:24.cyan/blue} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")

@@ -51,6 +51,10 @@ impl<T> Cpu<T> {
     pub fn new(threads: usize) -> Self {
         Cpu { threads: threads.max(1), tallies: Default::default(), _t: PhantomData }
     }
+    /// [`Cpu::new`], or with 0 [`Cpu::default`] (every core): what `--threads` means.
+    pub fn with_threads(threads: usize) -> Self {
+        if threads == 0 { Cpu::default() } else { Cpu::new(threads) }
+    }
     /// Threads this backend uses.
     pub fn threads(&self) -> usize {
         self.threads
